@@ -1,0 +1,394 @@
+"""Engine-independent circuit description.
+
+A :class:`Circuit` is a list of gates on ``n_qubits`` wires, an optional amplitude
+state preparation, and a list of measurements.  Every gate angle is bound to one of
+
+* an **input** feature (``Param.input(i)``: ``inputs[..., i] * scale + offset``),
+* a trainable **weight** (``Param.weight(k)``: ``weights[k] * scale + offset``), or
+* a **constant** (``Param.const(v)``).
+
+Weights live in one flat vector of length ``circuit.n_weights``; the builders
+(:func:`strongly_entangling_layers` ...) allocate named, shaped blocks inside it and
+record them in ``circuit.weight_blocks``.
+
+Conventions (the same as PennyLane): wire 0 is the most significant bit of a basis
+index, ``RX(t) = exp(-i t X / 2)``, ``Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)``,
+``PhaseShift(t) = diag(1, e^{it})``, controlled gates list their control wire(s) first.
+
+Example
+-------
+>>> import qnn
+>>> c = qnn.Circuit(3)
+>>> qnn.angle_embedding(c, rotation="Y")
+>>> w = qnn.strongly_entangling_layers(c, n_layers=2)
+>>> c.measure_z()
+>>> (c.n_inputs, c.n_weights, c.n_outputs)
+(3, 18, 3)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+__all__ = [
+    "Param",
+    "Gate",
+    "Measurement",
+    "StatePrep",
+    "Circuit",
+    "GATES",
+    "angle_embedding",
+    "amplitude_embedding",
+    "strongly_entangling_layers",
+    "basic_entangler_layers",
+    "hardware_efficient_layers",
+    "ANSATZE",
+]
+
+
+@dataclass(frozen=True)
+class Param:
+    """Where a gate angle comes from: ``source[index] * scale + offset``."""
+
+    kind: str  # "input" | "weight" | "const"
+    index: int = -1
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @staticmethod
+    def input(index: int, scale: float = 1.0, offset: float = 0.0) -> "Param":
+        return Param("input", int(index), float(scale), float(offset))
+
+    @staticmethod
+    def weight(index: int, scale: float = 1.0, offset: float = 0.0) -> "Param":
+        return Param("weight", int(index), float(scale), float(offset))
+
+    @staticmethod
+    def const(value: float) -> "Param":
+        return Param("const", -1, 0.0, float(value))
+
+
+# name -> (number of wires (None = any >= 2, for multi-controlled), number of angles)
+GATES: dict[str, tuple[int | None, int]] = {
+    "RX": (1, 1),
+    "RY": (1, 1),
+    "RZ": (1, 1),
+    "Rot": (1, 3),
+    "PhaseShift": (1, 1),
+    "H": (1, 0),
+    "X": (1, 0),
+    "Y": (1, 0),
+    "Z": (1, 0),
+    "CNOT": (2, 0),
+    "CZ": (2, 0),
+    "CRX": (2, 1),
+    "CRY": (2, 1),
+    "CRZ": (2, 1),
+    "SWAP": (2, 0),
+    "MCRY": (None, 1),  # controls = wires[:-1], target = wires[-1]
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    wires: tuple[int, ...]
+    params: tuple[Param, ...] = ()
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """``kind`` is ``"expval"`` (a Pauli word on ``wires``) or ``"probs"`` (basis-state
+    probabilities of ``wires``, wire order = bit order, first wire most significant)."""
+
+    kind: str
+    wires: tuple[int, ...]
+    pauli: str = ""  # for expval: one letter of I/X/Y/Z per wire
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.kind == "expval" else 2 ** len(self.wires)
+
+
+@dataclass(frozen=True)
+class StatePrep:
+    """Amplitude embedding of inputs ``[start, start + n_features)`` padded with ``pad``
+    to ``2**n_qubits`` values and L2-normalised.  An all-zero vector is an error."""
+
+    start: int
+    n_features: int
+    pad: float = 0.0
+
+
+@dataclass
+class WeightBlock:
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+class Circuit:
+    """A parameterised circuit that no engine owns.
+
+    Args:
+        n_qubits: number of wires (>= 1).
+
+    Attributes:
+        gates: ordered list of :class:`Gate`.
+        state_prep: optional :class:`StatePrep` applied to ``|0...0>`` before the gates.
+        measurements: ordered list of :class:`Measurement`; outputs are concatenated.
+        n_inputs / n_weights / n_outputs: sizes of the input vector, the flat weight
+            vector and the output vector.
+        weight_blocks: named shaped blocks of the flat weight vector.
+    """
+
+    def __init__(self, n_qubits: int):
+        if not isinstance(n_qubits, int) or isinstance(n_qubits, bool) or n_qubits < 1:
+            raise ValueError(f"Circuit: n_qubits must be a positive int; got {n_qubits!r}")
+        self.n_qubits = n_qubits
+        self.gates: list[Gate] = []
+        self.state_prep: StatePrep | None = None
+        self.measurements: list[Measurement] = []
+        self.weight_blocks: list[WeightBlock] = []
+        self.n_inputs = 0
+        self.n_weights = 0
+
+    # ------------------------------------------------------------------ building
+    def _check_wires(self, wires: Sequence[int], what: str) -> tuple[int, ...]:
+        wires = tuple(int(w) for w in wires)
+        for w in wires:
+            if not 0 <= w < self.n_qubits:
+                raise ValueError(
+                    f"Circuit: {what} wire must be in [0, {self.n_qubits - 1}]; got {w}"
+                )
+        if len(set(wires)) != len(wires):
+            raise ValueError(f"Circuit: {what} wires must be distinct; got {wires}")
+        return wires
+
+    def new_inputs(self, n: int) -> list[int]:
+        """Reserve ``n`` further input features; returns their indices."""
+        idx = list(range(self.n_inputs, self.n_inputs + n))
+        self.n_inputs += n
+        return idx
+
+    def new_weights(self, name: str, shape: Sequence[int]) -> list[int]:
+        """Reserve a named weight block of ``shape``; returns its flat indices (row-major)."""
+        shape = tuple(int(s) for s in shape)
+        block = WeightBlock(name, shape, self.n_weights)
+        self.weight_blocks.append(block)
+        self.n_weights += block.size
+        return list(range(block.offset, block.offset + block.size))
+
+    def add(self, name: str, wires: Sequence[int] | int, params: Iterable[Param | float] = ()) -> "Circuit":
+        """Append a gate.  Numbers in ``params`` become constants."""
+        if name not in GATES:
+            raise ValueError(
+                f"Circuit: unknown gate {name!r}; valid gates are {sorted(GATES)}"
+            )
+        if isinstance(wires, int):
+            wires = (wires,)
+        wires = self._check_wires(wires, name)
+        n_wires, n_params = GATES[name]
+        if n_wires is None:
+            if len(wires) < 2:
+                raise ValueError(f"Circuit: {name} needs >= 2 wires (controls + target); got {len(wires)}")
+        elif len(wires) != n_wires:
+            raise ValueError(f"Circuit: {name} acts on {n_wires} wire(s); got {len(wires)}")
+        ps = tuple(p if isinstance(p, Param) else Param.const(float(p)) for p in params)
+        if len(ps) != n_params:
+            raise ValueError(f"Circuit: {name} takes {n_params} angle(s); got {len(ps)}")
+        for p in ps:
+            if p.kind == "input" and not 0 <= p.index < self.n_inputs:
+                raise ValueError(f"Circuit: input index {p.index} not reserved (n_inputs={self.n_inputs})")
+            if p.kind == "weight" and not 0 <= p.index < self.n_weights:
+                raise ValueError(f"Circuit: weight index {p.index} not reserved (n_weights={self.n_weights})")
+        self.gates.append(Gate(name, wires, ps))
+        return self
+
+    def amplitude_prep(self, n_features: int | None = None, pad: float = 0.0) -> list[int]:
+        if self.gates or self.state_prep is not None:
+            raise ValueError("Circuit: amplitude embedding must be the first operation")
+        dim = 2**self.n_qubits
+        n_features = dim if n_features is None else int(n_features)
+        if not 1 <= n_features <= dim:
+            raise ValueError(
+                f"Circuit: amplitude embedding on {self.n_qubits} qubits takes 1..{dim} features; got {n_features}"
+            )
+        idx = self.new_inputs(n_features)
+        self.state_prep = StatePrep(idx[0], n_features, float(pad))
+        return idx
+
+    def measure_z(self, wires: Sequence[int] | None = None) -> "Circuit":
+        """<Z_i> for each wire (default: every wire)."""
+        wires = range(self.n_qubits) if wires is None else wires
+        for w in self._check_wires(wires, "measure_z"):
+            self.measurements.append(Measurement("expval", (w,), "Z"))
+        return self
+
+    def measure_pauli(self, word: str, wires: Sequence[int] | None = None) -> "Circuit":
+        """<P> for a Pauli word such as ``"XZY"`` on ``wires`` (default: the first len(word) wires)."""
+        word = word.upper()
+        if not word or any(ch not in "IXYZ" for ch in word):
+            raise ValueError(f"Circuit: Pauli word must use letters I, X, Y, Z; got {word!r}")
+        wires = range(len(word)) if wires is None else wires
+        wires = self._check_wires(wires, "measure_pauli")
+        if len(wires) != len(word):
+            raise ValueError(f"Circuit: Pauli word {word!r} needs {len(word)} wires; got {len(wires)}")
+        self.measurements.append(Measurement("expval", wires, word))
+        return self
+
+    def measure_probs(self, wires: Sequence[int] | None = None) -> "Circuit":
+        wires = range(self.n_qubits) if wires is None else wires
+        self.measurements.append(Measurement("probs", self._check_wires(wires, "measure_probs")))
+        return self
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n_outputs(self) -> int:
+        return sum(m.n_outputs for m in self.measurements)
+
+    @property
+    def n_params(self) -> int:
+        """Number of parametrised gate angles (each counts once per use)."""
+        return sum(1 for g in self.gates for p in g.params if p.kind != "const")
+
+    def weight_block(self, name: str) -> WeightBlock:
+        for b in self.weight_blocks:
+            if b.name == name:
+                return b
+        raise KeyError(f"Circuit: no weight block named {name!r}; have {[b.name for b in self.weight_blocks]}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Circuit(n_qubits={self.n_qubits}, gates={len(self.gates)}, inputs={self.n_inputs}, "
+            f"weights={self.n_weights}, outputs={self.n_outputs}"
+            + (", amplitude_prep" if self.state_prep else "")
+            + ")"
+        )
+
+
+# ---------------------------------------------------------------------- builders
+def _wires(circuit: Circuit, wires: Sequence[int] | None) -> tuple[int, ...]:
+    return tuple(range(circuit.n_qubits)) if wires is None else circuit._check_wires(wires, "builder")
+
+
+def angle_embedding(
+    circuit: Circuit,
+    rotation: str = "Y",
+    wires: Sequence[int] | None = None,
+    scale: float = 1.0,
+) -> list[int]:
+    """One rotation R{X,Y,Z}(scale * x_i) per wire; reserves ``len(wires)`` inputs."""
+    rotation = rotation.upper()
+    if rotation not in ("X", "Y", "Z"):
+        raise ValueError(f"angle_embedding: rotation must be 'X', 'Y' or 'Z'; got {rotation!r}")
+    wires = _wires(circuit, wires)
+    idx = circuit.new_inputs(len(wires))
+    for i, w in zip(idx, wires):
+        circuit.add("R" + rotation, w, [Param.input(i, scale)])
+    return idx
+
+
+def amplitude_embedding(circuit: Circuit, n_features: int | None = None, pad: float = 0.0) -> list[int]:
+    """Amplitude embedding of ``n_features`` (<= 2**n_qubits) inputs, padded with ``pad`` and
+    normalised.  Must come first.  An all-zero (padded) input raises at run time."""
+    return circuit.amplitude_prep(n_features, pad)
+
+
+def _ring(wires: tuple[int, ...], r: int, single_pair: bool = False) -> list[tuple[int, int]]:
+    """CNOT pairs (w_i, w_{i+r mod n}); with ``single_pair`` two wires get one CNOT
+    (BasicEntanglerLayers), otherwise both directions (StronglyEntanglingLayers)."""
+    n = len(wires)
+    if n < 2:
+        return []
+    if n == 2 and single_pair:
+        return [(wires[0], wires[1])]
+    return [(wires[i], wires[(i + r) % n]) for i in range(n)]
+
+
+def strongly_entangling_layers(
+    circuit: Circuit,
+    n_layers: int,
+    wires: Sequence[int] | None = None,
+    ranges: Sequence[int] | None = None,
+    name: str | None = None,
+) -> list[int]:
+    """PennyLane's ``StronglyEntanglingLayers``: per layer, ``Rot`` on each wire then a CNOT
+    ring with range ``r_l`` (default ``l mod n + 1``).  Weights shape ``(n_layers, n_wires, 3)``."""
+    wires = _wires(circuit, wires)
+    n = len(wires)
+    if ranges is None:
+        ranges = [(l % (n - 1)) + 1 if n > 1 else 0 for l in range(n_layers)]
+    if len(ranges) != n_layers:
+        raise ValueError(f"strongly_entangling_layers: need {n_layers} ranges; got {len(ranges)}")
+    idx = circuit.new_weights(name or f"sel{len(circuit.weight_blocks)}", (n_layers, n, 3))
+    for l in range(n_layers):
+        for j, w in enumerate(wires):
+            k = idx[(l * n + j) * 3]
+            circuit.add("Rot", w, [Param.weight(k), Param.weight(k + 1), Param.weight(k + 2)])
+        for a, b in _ring(wires, ranges[l]):
+            circuit.add("CNOT", (a, b))
+    return idx
+
+
+strongly_entangling_layers.shape = lambda n_layers, n_qubits: (n_layers, n_qubits, 3)  # type: ignore[attr-defined]
+
+
+def basic_entangler_layers(
+    circuit: Circuit,
+    n_layers: int,
+    wires: Sequence[int] | None = None,
+    rotation: str = "X",
+    name: str | None = None,
+) -> list[int]:
+    """PennyLane's ``BasicEntanglerLayers``: one R{rotation} per wire then a CNOT ring
+    (range 1; a single CNOT for 2 wires).  Weights shape ``(n_layers, n_wires)``."""
+    rotation = rotation.upper()
+    if rotation not in ("X", "Y", "Z"):
+        raise ValueError(f"basic_entangler_layers: rotation must be 'X', 'Y' or 'Z'; got {rotation!r}")
+    wires = _wires(circuit, wires)
+    n = len(wires)
+    idx = circuit.new_weights(name or f"bel{len(circuit.weight_blocks)}", (n_layers, n))
+    for l in range(n_layers):
+        for j, w in enumerate(wires):
+            circuit.add("R" + rotation, w, [Param.weight(idx[l * n + j])])
+        for a, b in _ring(wires, 1, single_pair=True):
+            circuit.add("CNOT", (a, b))
+    return idx
+
+
+basic_entangler_layers.shape = lambda n_layers, n_qubits: (n_layers, n_qubits)  # type: ignore[attr-defined]
+
+
+def hardware_efficient_layers(
+    circuit: Circuit,
+    n_layers: int,
+    wires: Sequence[int] | None = None,
+    name: str | None = None,
+) -> list[int]:
+    """Hardware-efficient ansatz: per layer an RY on each wire, then CZ on neighbouring pairs
+    (a linear chain).  Weights shape ``(n_layers, n_wires)``."""
+    wires = _wires(circuit, wires)
+    n = len(wires)
+    idx = circuit.new_weights(name or f"hea{len(circuit.weight_blocks)}", (n_layers, n))
+    for l in range(n_layers):
+        for j, w in enumerate(wires):
+            circuit.add("RY", w, [Param.weight(idx[l * n + j])])
+        for j in range(n - 1):
+            circuit.add("CZ", (wires[j], wires[j + 1]))
+    return idx
+
+
+hardware_efficient_layers.shape = lambda n_layers, n_qubits: (n_layers, n_qubits)  # type: ignore[attr-defined]
+
+ANSATZE = {
+    "strongly_entangling": strongly_entangling_layers,
+    "basic_entangler": basic_entangler_layers,
+    "hardware_efficient": hardware_efficient_layers,
+}

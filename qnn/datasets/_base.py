@@ -1,0 +1,81 @@
+"""Where data lives, and how it is fetched with a checksum.
+
+Loaders look, in order, at an explicit ``data_dir`` argument, the ``QNN_DATA_DIR``
+environment variable, and ``~/.cache/qnn/data``.  A file missing there is downloaded
+from its official source (only if ``download=True``) and checked against its SHA-256
+before it is used; a mismatch deletes the file and raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+__all__ = ["get_data_dir", "fetch_file", "sha256_of", "DataError"]
+
+
+class DataError(ValueError):
+    """A dataset file is missing, corrupt, or does not match its schema."""
+
+
+def get_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("QNN_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "qnn" / "data"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_file(
+    relpath: str,
+    *,
+    url: str | None,
+    sha256: str | None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> Path:
+    """Return the local path of ``data_dir/relpath``, downloading it from ``url`` if absent.
+
+    Raises:
+        DataError: the file is absent and cannot be downloaded, or its checksum is wrong.
+    """
+    root = get_data_dir(data_dir)
+    path = root / relpath
+    if path.exists():
+        return path
+    if not download or url is None:
+        raise DataError(
+            f"dataset file {relpath!r} not found under {root} (set QNN_DATA_DIR or pass data_dir="
+            + ("; or pass download=True" if url else "")
+            + ")"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    os.close(fd)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:  # noqa: S310
+            shutil.copyfileobj(r, f)
+        if sha256 is not None:
+            got = sha256_of(tmp)
+            if got != sha256:
+                raise DataError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}")
+        os.replace(tmp, path)
+    except OSError as e:  # network errors
+        raise DataError(f"could not download {relpath!r} from {url}: {e}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
