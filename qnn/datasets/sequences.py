@@ -1,0 +1,282 @@
+"""Sequence tasks of the QRNN paper (Bausch 2020; spec ``qrnn.md`` §3).
+
+Every task returns a :class:`SequenceTask`: integer words ``inputs`` and ``targets`` of shape
+``(n, L)`` (``I`` bits per word, lane 0 = most significant bit), the scored positions
+``score`` over the ``L - 1`` predictions (prediction ``t`` is for word ``t + 1``), and the
+``ignore`` positions that evaluation postselects instead of sampling (teacher forcing at
+don't-care steps).
+
+Tasks: :func:`simple_seq`, :func:`elman_xor`, :func:`elman_letter`, :func:`dna`,
+:func:`mnist_pixels` (MNIST 0/1, 3/6, ... pixel by pixel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SequenceTask",
+    "simple_seq",
+    "elman_xor",
+    "elman_letter",
+    "dna",
+    "mnist_pixels",
+    "preprocess_mnist",
+    "otsu_threshold",
+    "ELMAN_LETTER_CODES",
+]
+
+
+@dataclass
+class SequenceTask:
+    """A batch of sequences.
+
+    Attributes:
+        name: task name.
+        input_size: ``I``, bits per word.
+        inputs: ``(n, L)`` long words fed at steps ``0..L-2``.
+        targets: ``(n, L)`` long target words (``targets[:, 0]`` is never predicted).
+        score: ``(L-1,)`` bool, the predictions that count for loss and accuracy.
+        ignore: ``(L,)`` bool, target positions evaluation postselects (never scored).
+        labels: optional ``(n,)`` class labels (MNIST).
+    """
+
+    name: str
+    input_size: int
+    inputs: Tensor
+    targets: Tensor
+    score: Tensor
+    ignore: Tensor
+    labels: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def subset(self, idx) -> "SequenceTask":
+        """The sequences ``idx`` (index tensor or slice)."""
+        return SequenceTask(
+            self.name,
+            self.input_size,
+            self.inputs[idx],
+            self.targets[idx],
+            self.score,
+            self.ignore,
+            None if self.labels is None else self.labels[idx],
+        )
+
+
+def _gen(seed):
+    if isinstance(seed, torch.Generator):
+        return seed
+    g = torch.Generator()
+    g.manual_seed(0 if seed is None else int(seed))
+    return g
+
+
+def _check_n(n, who):
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"{who}: n must be an int >= 1; got {n!r}")
+
+
+def simple_seq() -> SequenceTask:
+    """Memorise two 3-bit sequences of length 20: ``0,1,2,...,7,0,1,...`` and ``4,4,...``.
+
+    Example:
+        >>> simple_seq().inputs.shape
+        torch.Size([2, 20])
+    """
+    a = torch.arange(20) % 8
+    b = torch.full((20,), 4)
+    x = torch.stack((a, b))
+    L = 20
+    return SequenceTask("simple-seq", 3, x, x.clone(), torch.ones(L - 1, dtype=torch.bool), torch.zeros(L, dtype=torch.bool))
+
+
+def elman_xor(n: int, length: int = 36, seed=None) -> SequenceTask:
+    """Elman's temporal XOR: triples ``(a, b, a XOR b)`` of bits, ``I = 2``.
+
+    Input words are the bits (``00``/``01``).  Only the third bit of each triple is predictable
+    and scored; the other targets carry the marker word ``10`` (= 2) and are postselected in
+    evaluation.
+
+    Example:
+        >>> t = elman_xor(2, seed=0)
+        >>> t.inputs.shape, int(t.score.sum())
+        (torch.Size([2, 36]), 11)
+    """
+    _check_n(n, "elman_xor")
+    if length < 3 or length % 3:
+        raise ValueError(f"elman_xor: length must be a positive multiple of 3; got {length}")
+    g = _gen(seed)
+    ab = torch.randint(0, 2, (n, length // 3, 2), generator=g)
+    x = torch.cat((ab, (ab[..., :1] ^ ab[..., 1:])), -1).reshape(n, length)
+    pos = torch.arange(length)
+    third = pos % 3 == 2
+    y = torch.where(third, x, torch.full_like(x, 2))
+    return SequenceTask("elman-xor", 2, x, y, third[1:].clone(), ~third)
+
+
+#: 3-bit codes of the Elman letter task (consonant targets use the marker ``7`` = ``111``)
+ELMAN_LETTER_CODES = {"b": 0, "d": 1, "g": 2, "a": 3, "i": 4, "u": 5}
+
+
+def elman_letter(n: int, length: int = 36, seed=None) -> SequenceTask:
+    """Elman's letter task: random consonants b/d/g expanded to ``ba``, ``dii``, ``guuu``; ``I = 3``.
+
+    Words use :data:`ELMAN_LETTER_CODES`; the (unpredictable) consonant targets are the marker
+    ``111``; every position is scored.
+
+    Example:
+        >>> t = elman_letter(3, seed=1)
+        >>> t.inputs.shape, bool(t.score.all())
+        (torch.Size([3, 36]), True)
+    """
+    _check_n(n, "elman_letter")
+    rng = np.random.default_rng(None if isinstance(seed, torch.Generator) else seed)
+    C = ELMAN_LETTER_CODES
+    expand = {"b": "ba", "d": "dii", "g": "guuu"}
+    xs = []
+    for _ in range(n):
+        s = ""
+        while len(s) < length:
+            s += expand["bdg"[rng.integers(3)]]
+        xs.append([C[ch] for ch in s[:length]])
+    x = torch.tensor(xs)
+    cons = (x == C["b"]) | (x == C["d"]) | (x == C["g"])
+    y = torch.where(cons, torch.full_like(x, 7), x)
+    return SequenceTask("elman-letter", 3, x, y, torch.ones(length - 1, dtype=torch.bool), torch.zeros(length, dtype=torch.bool))
+
+
+def dna(n: int, length: int, seed=None) -> SequenceTask:
+    """Long-memory DNA task: ``L`` random bases 0-3 (GATC); one position in ``[1, L/2)`` is marked
+    by ``+4`` ("U"); the target is that base, scored at the last step only; ``I = 3``.
+
+    Other targets are ``0`` and are postselected in training and evaluation.
+
+    Example:
+        >>> t = dna(4, 10, seed=0)
+        >>> t.inputs.shape, int(t.score.sum()), bool((t.targets[:, -1] < 4).all())
+        (torch.Size([4, 10]), 1, True)
+    """
+    _check_n(n, "dna")
+    if not isinstance(length, int) or length < 4:
+        raise ValueError(f"dna: length must be an int >= 4; got {length!r}")
+    g = _gen(seed)
+    x = torch.randint(0, 4, (n, length), generator=g)
+    hi = max(2, length // 2)
+    mark = torch.randint(1, hi, (n,), generator=g)
+    ar = torch.arange(n)
+    base = x[ar, mark].clone()
+    x[ar, mark] += 4
+    y = torch.zeros_like(x)
+    y[:, -1] = base
+    score = torch.zeros(length - 1, dtype=torch.bool)
+    score[-1] = True
+    ignore = torch.ones(length, dtype=torch.bool)
+    ignore[0] = False
+    ignore[-1] = False
+    return SequenceTask(f"dna-{length}", 3, x, y, score, ignore, base)
+
+
+def otsu_threshold(img: np.ndarray) -> float:
+    """Otsu's threshold (maximal between-class variance) of a grey image with values in [0, 1]."""
+    v = np.sort(img.ravel().astype(np.float64))
+    best_t, best = v[0], -1.0
+    cand = np.unique(v)
+    for t in cand[:-1]:
+        lo, hi = v[v <= t], v[v > t]
+        w0, w1 = lo.size / v.size, hi.size / v.size
+        var = w0 * w1 * (lo.mean() - hi.mean()) ** 2
+        if var > best:
+            best, best_t = var, t
+    return float(best_t)
+
+
+def preprocess_mnist(images: np.ndarray, *, crop: int = 20, size: int = 10, background: int = 1) -> np.ndarray:
+    """Crop the central ``crop x crop`` box, downsample to ``size x size`` (box average),
+    binarise with a per-image Otsu threshold (ink = pixels above it).
+
+    Returns ``(n, size, size)`` uint8 bits, background bit = ``background``.
+    """
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"preprocess_mnist: expected images of shape (n, 28, 28); got {images.shape}")
+    if crop % size:
+        raise ValueError(f"preprocess_mnist: crop ({crop}) must be a multiple of size ({size})")
+    o = (28 - crop) // 2
+    x = images[:, o : o + crop, o : o + crop].astype(np.float64) / 255.0
+    f = crop // size
+    x = x.reshape(-1, size, f, size, f).mean((2, 4))
+    out = np.empty(x.shape, dtype=np.uint8)
+    for i in range(x.shape[0]):
+        ink = x[i] > otsu_threshold(x[i])
+        out[i] = np.where(ink, 1 - background, background)
+    return out
+
+
+def mnist_pixels(
+    digits=(0, 1),
+    split: str = "train",
+    *,
+    n: int | None = None,
+    data_dir=None,
+    download: bool = False,
+    seed=None,
+    background: int = 1,
+    fashion: bool = False,
+) -> SequenceTask:
+    """Pixel-by-pixel MNIST (``mnist01``, ``mnist36``, ...), as in the authors' pipeline.
+
+    Images are cropped to 20x20, resized to 10x10, binarised (:func:`preprocess_mnist`); step ``t``
+    feeds the word ``(row_scan[t], col_scan[t])`` (``I = 2``; the row-major and the column-major
+    scan of the 10x10 bits), for ``L = 100`` words.  The label (index of the digit in ``digits``,
+    ``ceil(log2 #digits)`` bits left-padded to a multiple of ``I``) is the target of the last word;
+    all other targets are ``0`` and postselected.  Only the last prediction is scored.
+
+    Args:
+        digits: the classes, in label order.
+        split: ``"train"`` or ``"test"``.
+        n: optional number of sequences (random subset, balanced is not enforced).
+        data_dir, download: see :func:`qnn.datasets.mnist.load_mnist`.
+        seed: subset seed.
+        background: bit value of background pixels (the authors' CSVs use 1).
+        fashion: use Fashion-MNIST instead.
+
+    Example:
+        >>> t = mnist_pixels((0, 1), "test", n=8)  # doctest: +SKIP
+        >>> t.inputs.shape, t.input_size  # doctest: +SKIP
+        (torch.Size([8, 100]), 2)
+    """
+    from qnn.datasets.mnist import load_fashion_mnist, load_mnist
+
+    digits = tuple(int(d) for d in digits)
+    if len(digits) < 2 or len(set(digits)) != len(digits):
+        raise ValueError(f"mnist_pixels: digits must be >= 2 distinct classes; got {digits}")
+    nbits = max(1, int(np.ceil(np.log2(len(digits)))))
+    if nbits > 2:
+        raise ValueError(f"mnist_pixels: at most 4 classes fit the 2-bit output word; got {len(digits)}")
+    X, y = (load_fashion_mnist if fashion else load_mnist)(split, data_dir=data_dir, download=download)
+    keep = np.isin(y, digits)
+    X, y = X[keep], y[keep]
+    if n is not None:
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(y), size=min(n, len(y)), replace=False)
+        X, y = X[idx], y[idx]
+    bits = preprocess_mnist(X, background=background)
+    row = bits.reshape(len(bits), -1)
+    col = bits.transpose(0, 2, 1).reshape(len(bits), -1)
+    words = torch.from_numpy((row.astype(np.int64) << 1) | col.astype(np.int64))
+    lab = torch.tensor([digits.index(int(v)) for v in y], dtype=torch.long)
+    L = words.shape[1]
+    targets = torch.zeros_like(words)
+    targets[:, -1] = lab
+    score = torch.zeros(L - 1, dtype=torch.bool)
+    score[-1] = True
+    ignore = torch.ones(L, dtype=torch.bool)
+    ignore[0] = False
+    ignore[-1] = False
+    name = ("fashion" if fashion else "mnist") + "".join(map(str, digits))
+    return SequenceTask(name, 2, words, targets, score, ignore, lab)

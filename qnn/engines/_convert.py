@@ -1,0 +1,471 @@
+"""Convert a :class:`qnn.Circuit` to PennyLane operations and Qiskit circuits.
+
+Two views of the gate angles are used:
+
+* the **symbolic** view (:func:`to_qiskit`): a ``QuantumCircuit`` whose angles are
+  expressions ``scale * x[i] + offset`` / ``scale * w[k] + offset`` in two
+  ``ParameterVector`` objects ``x`` (inputs) and ``w`` (weights) -- what a user exports;
+* the **occurrence** view (:class:`OccurrencePlan`, :func:`to_qiskit_occurrences`): every
+  parametrised gate angle gets its own parameter ``theta[p]``.  The engines run this one,
+  because parameter-shift rules are stated per gate angle: one weight may feed several gates,
+  and the chain rule ``d/dw_k = sum_p scale_p * d/dtheta_p`` puts the pieces back together.
+
+Qubit order: qnn wire ``w`` is Qiskit qubit ``w`` (so a drawing looks the same), but qnn reads a
+basis index with wire 0 as the **most** significant bit while Qiskit reads qubit 0 as the
+**least** significant bit.  :func:`pauli_observable` places each Pauli letter on its qubit
+explicitly, and :func:`qnn_state_to_qiskit` / :func:`probs_qargs` convert basis orders.
+
+Example:
+    >>> import qnn
+    >>> from qnn.engines._convert import to_qiskit
+    >>> c = qnn.Circuit(2)
+    >>> _ = qnn.angle_embedding(c)
+    >>> _ = qnn.basic_entangler_layers(c, 1)
+    >>> qc, x, w = to_qiskit(c)
+    >>> (qc.num_qubits, len(x), len(w))
+    (2, 2, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from qnn._optional import import_optional
+from qnn.circuit import Circuit, Measurement
+
+__all__ = [
+    "validate_run_args",
+    "OccurrencePlan",
+    "occurrence_plan",
+    "occurrence_angles",
+    "amplitude_states",
+    "circuit_key",
+    "to_qiskit",
+    "to_qiskit_occurrences",
+    "pauli_observable",
+    "probs_qargs",
+    "qnn_state_to_qiskit",
+    "pennylane_gate",
+    "pennylane_measurement",
+    "measurement_groups",
+    "add_basis_change",
+    "unpack_bits",
+    "outputs_from_bits",
+    "columns_for",
+]
+
+# gates whose angle has generator eigenvalues {0, +-1/2}: the two-term rule does not hold,
+# the four-term rule does (controlled rotations).
+FOUR_TERM_GATES = frozenset({"CRX", "CRY", "CRZ", "MCRY"})
+
+
+# ---------------------------------------------------------------------------- checks
+def validate_run_args(owner: str, circuit, inputs, weights) -> None:
+    """Check the engine contract: ``inputs (B, n_inputs)``, ``weights (n_weights,)``, real
+    floating tensors with finite values.  Raises TypeError / ValueError naming what was
+    expected and what was given."""
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"{owner}: circuit must be a qnn.Circuit; got {type(circuit).__name__}")
+    for name, t in (("inputs", inputs), ("weights", weights)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{owner}: {name} must be a torch.Tensor; got {type(t).__name__}")
+        if not t.dtype.is_floating_point:
+            raise TypeError(
+                f"{owner}: {name} must be a real floating tensor (float32 or float64); got {t.dtype}"
+            )
+    if inputs.dim() != 2 or inputs.shape[1] != circuit.n_inputs:
+        raise ValueError(
+            f"{owner}: inputs must have shape (batch, n_inputs={circuit.n_inputs}); "
+            f"got {tuple(inputs.shape)}"
+        )
+    if weights.dim() != 1 or weights.shape[0] != circuit.n_weights:
+        raise ValueError(
+            f"{owner}: weights must have shape (n_weights={circuit.n_weights},); got {tuple(weights.shape)}"
+        )
+    if not bool(torch.isfinite(inputs).all()):
+        raise ValueError(f"{owner}: inputs contain NaN or inf")
+    if not bool(torch.isfinite(weights).all()):
+        raise ValueError(f"{owner}: weights contain NaN or inf")
+    if not circuit.measurements:
+        raise ValueError(f"{owner}: the circuit has no measurements (use measure_z / measure_pauli / measure_probs)")
+
+
+def circuit_key(circuit: Circuit) -> tuple:
+    """A hashable description of everything that fixes a circuit's structure and constants."""
+    return (circuit.n_qubits, tuple(circuit.gates), circuit.state_prep, tuple(circuit.measurements),
+            circuit.n_inputs, circuit.n_weights)
+
+
+# ---------------------------------------------------------------------------- occurrences
+@dataclass(frozen=True)
+class OccurrencePlan:
+    """Every non-constant gate angle ("occurrence"), in gate order.
+
+    Attributes:
+        gate: (P,) index of the gate in ``circuit.gates``.
+        slot: (P,) which angle of that gate (0 except for ``Rot``).
+        is_input: (P,) bool, ``True`` for an input feature, ``False`` for a weight.
+        index: (P,) input or weight index.
+        scale, offset: (P,) the affine map ``angle = scale * value + offset``.
+        four_term: (P,) bool, the angle belongs to a controlled rotation.
+    """
+
+    gate: np.ndarray
+    slot: np.ndarray
+    is_input: np.ndarray
+    index: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    four_term: np.ndarray
+
+    @property
+    def n_occurrences(self) -> int:
+        return int(self.gate.shape[0])
+
+
+def occurrence_plan(circuit: Circuit) -> OccurrencePlan:
+    rows = []
+    for gi, g in enumerate(circuit.gates):
+        for si, p in enumerate(g.params):
+            if p.kind == "const":
+                continue
+            rows.append((gi, si, p.kind == "input", p.index, p.scale, p.offset, g.name in FOUR_TERM_GATES))
+    cols = list(zip(*rows)) if rows else [()] * 7
+    return OccurrencePlan(
+        gate=np.asarray(cols[0], dtype=np.int64),
+        slot=np.asarray(cols[1], dtype=np.int64),
+        is_input=np.asarray(cols[2], dtype=bool),
+        index=np.asarray(cols[3], dtype=np.int64),
+        scale=np.asarray(cols[4], dtype=np.float64),
+        offset=np.asarray(cols[5], dtype=np.float64),
+        four_term=np.asarray(cols[6], dtype=bool),
+    )
+
+
+def occurrence_angles(plan: OccurrencePlan, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``theta (B, P)`` with ``theta[:, p] = scale_p * source[index_p] + offset_p`` (differentiable)."""
+    B = inputs.shape[0]
+    dtype = torch.promote_types(inputs.dtype, weights.dtype)
+    P = plan.n_occurrences
+    if P == 0:
+        return inputs.new_zeros((B, 0), dtype=dtype)
+    dev = inputs.device
+    idx = torch.as_tensor(plan.index, device=dev)
+    is_in = torch.as_tensor(plan.is_input, device=dev)
+    x_part = inputs.to(dtype)[:, torch.where(is_in, idx, torch.zeros_like(idx))] if inputs.shape[1] else \
+        inputs.new_zeros((B, P), dtype=dtype)
+    w_part = weights.to(dtype)[torch.where(is_in, torch.zeros_like(idx), idx)] if weights.shape[0] else \
+        weights.new_zeros((P,), dtype=dtype)
+    raw = torch.where(is_in.unsqueeze(0), x_part, w_part.unsqueeze(0).expand(B, P))
+    scale = torch.as_tensor(plan.scale, dtype=dtype, device=dev)
+    offset = torch.as_tensor(plan.offset, dtype=dtype, device=dev)
+    return raw * scale + offset
+
+
+def amplitude_states(owner: str, circuit: Circuit, inputs: torch.Tensor) -> torch.Tensor:
+    """The amplitude-embedded states ``(B, 2**n)`` (qnn basis order): the features padded with
+    ``pad`` and L2-normalised.  An all-zero padded vector raises ValueError."""
+    sp = circuit.state_prep
+    dim = 2**circuit.n_qubits
+    feats = inputs[:, sp.start: sp.start + sp.n_features]
+    if sp.n_features < dim:
+        pad = feats.new_full((inputs.shape[0], dim - sp.n_features), sp.pad)
+        feats = torch.cat([feats, pad], dim=1)
+    norm = feats.norm(dim=1, keepdim=True)
+    bad = (norm[:, 0] == 0).nonzero().flatten()
+    if bad.numel():
+        raise ValueError(
+            f"{owner}: amplitude embedding needs a non-zero (padded) feature vector; "
+            f"rows {bad.tolist()[:10]} are all zero"
+        )
+    return feats / norm
+
+
+# ---------------------------------------------------------------------------- Qiskit
+def _qiskit_gate(qc, name: str, wires: tuple[int, ...], angles: list) -> None:
+    """Append one qnn gate to a Qiskit circuit (qnn wire w = Qiskit qubit w)."""
+    if name == "RX":
+        qc.rx(angles[0], wires[0])
+    elif name == "RY":
+        qc.ry(angles[0], wires[0])
+    elif name == "RZ":
+        qc.rz(angles[0], wires[0])
+    elif name == "Rot":  # Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
+        qc.rz(angles[0], wires[0])
+        qc.ry(angles[1], wires[0])
+        qc.rz(angles[2], wires[0])
+    elif name == "PhaseShift":
+        qc.p(angles[0], wires[0])
+    elif name == "H":
+        qc.h(wires[0])
+    elif name == "X":
+        qc.x(wires[0])
+    elif name == "Y":
+        qc.y(wires[0])
+    elif name == "Z":
+        qc.z(wires[0])
+    elif name == "CNOT":
+        qc.cx(wires[0], wires[1])
+    elif name == "CZ":
+        qc.cz(wires[0], wires[1])
+    elif name == "CRX":
+        qc.crx(angles[0], wires[0], wires[1])
+    elif name == "CRY":
+        qc.cry(angles[0], wires[0], wires[1])
+    elif name == "CRZ":
+        qc.crz(angles[0], wires[0], wires[1])
+    elif name == "SWAP":
+        qc.swap(wires[0], wires[1])
+    elif name == "MCRY":
+        from qiskit.circuit.library import RYGate
+
+        qc.append(RYGate(angles[0]).control(len(wires) - 1), list(wires))
+    else:  # pragma: no cover - Circuit.add validates names
+        raise ValueError(f"to_qiskit: unsupported gate {name!r}")
+
+
+def qnn_state_to_qiskit(state: np.ndarray, n_qubits: int) -> np.ndarray:
+    """Reorder a state vector (..., 2**n) from qnn order (wire 0 most significant) to Qiskit
+    order (qubit 0 least significant) with qnn wire w = Qiskit qubit w: a bit reversal."""
+    lead = state.shape[:-1]
+    t = state.reshape(lead + (2,) * n_qubits)
+    k = len(lead)
+    perm = tuple(range(k)) + tuple(k + n_qubits - 1 - i for i in range(n_qubits))
+    return np.ascontiguousarray(t.transpose(perm)).reshape(lead + (2**n_qubits,))
+
+
+def pauli_observable(meas: Measurement, n_qubits: int):
+    """A ``SparsePauliOp`` for a qnn Pauli-word measurement (letters placed on their qubits)."""
+    qi = import_optional("qiskit.quantum_info", feature="Qiskit conversion")
+    letters = [(ch, w) for ch, w in zip(meas.pauli, meas.wires) if ch != "I"]
+    if not letters:
+        return qi.SparsePauliOp("I" * n_qubits)
+    word = "".join(ch for ch, _ in letters)
+    return qi.SparsePauliOp.from_sparse_list([(word, [w for _, w in letters], 1.0)], num_qubits=n_qubits)
+
+
+def probs_qargs(meas: Measurement) -> list[int]:
+    """Qiskit ``qargs`` that make ``Statevector.probabilities(qargs)`` index the outcomes in
+    qnn order (first listed wire most significant): Qiskit puts ``qargs[0]`` least significant."""
+    return list(reversed(meas.wires))
+
+
+def to_qiskit(circuit: Circuit, *, state: np.ndarray | None = None):
+    """Export a qnn circuit as a parametrised Qiskit ``QuantumCircuit``.
+
+    Angles become ``scale * x[i] + offset`` / ``scale * w[k] + offset`` with ``x``, ``w``
+    ``ParameterVector`` objects of length ``n_inputs`` / ``n_weights``.  Measurements are not
+    appended (use :func:`pauli_observable` for estimators).
+
+    Args:
+        circuit: the qnn circuit.
+        state: for an amplitude-embedded circuit, the normalised state (qnn basis order) to
+            prepare; required there, because state preparation cannot take Qiskit parameters.
+
+    Returns:
+        ``(QuantumCircuit, x, w)``.
+
+    Example:
+        >>> import qnn
+        >>> c = qnn.Circuit(1); _ = c.new_inputs(1); c.add("RX", 0, [qnn.Param.input(0, 2.0)])
+        Circuit(n_qubits=1, gates=1, inputs=1, weights=0, outputs=0)
+        >>> qc, x, w = to_qiskit(c)
+        >>> str(qc.data[0].operation.params[0])
+        '2.0*x[0]'
+    """
+    qiskit = import_optional("qiskit", feature="to_qiskit")
+    x = qiskit.circuit.ParameterVector("x", circuit.n_inputs)
+    w = qiskit.circuit.ParameterVector("w", circuit.n_weights)
+    qc = qiskit.QuantumCircuit(circuit.n_qubits)
+    _append_state_prep(qc, circuit, state)
+    for g in circuit.gates:
+        angles = []
+        for p in g.params:
+            if p.kind == "const":
+                angles.append(p.offset)
+            else:
+                src = x if p.kind == "input" else w
+                expr = src[p.index] if p.scale == 1.0 else p.scale * src[p.index]
+                angles.append(expr + p.offset if p.offset != 0.0 else expr)
+        _qiskit_gate(qc, g.name, g.wires, angles)
+    return qc, x, w
+
+
+def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, name: str = "theta"):
+    """Qiskit circuit in the occurrence view: gate angle ``p`` (see :func:`occurrence_plan`) is
+    the bare parameter ``theta[p]``; constants are baked in.  Returns ``(QuantumCircuit, theta)``."""
+    qiskit = import_optional("qiskit", feature="Qiskit conversion")
+    plan = occurrence_plan(circuit)
+    theta = qiskit.circuit.ParameterVector(name, plan.n_occurrences)
+    qc = qiskit.QuantumCircuit(circuit.n_qubits)
+    _append_state_prep(qc, circuit, state)
+    p = 0
+    for g in circuit.gates:
+        angles = []
+        for prm in g.params:
+            if prm.kind == "const":
+                angles.append(prm.offset)
+            else:
+                angles.append(theta[p])
+                p += 1
+        _qiskit_gate(qc, g.name, g.wires, angles)
+    return qc, theta
+
+
+def _append_state_prep(qc, circuit: Circuit, state) -> None:
+    if circuit.state_prep is None:
+        if state is not None:
+            raise ValueError("to_qiskit: state given but the circuit has no amplitude embedding")
+        return
+    if state is None:
+        raise ValueError(
+            "to_qiskit: the circuit starts with an amplitude embedding; pass state=<normalised "
+            f"vector of length {2**circuit.n_qubits}> (Qiskit state preparation takes no parameters)"
+        )
+    from qiskit.circuit.library import StatePreparation
+
+    state = np.asarray(state, dtype=np.float64).reshape(-1)
+    if state.shape[0] != 2**circuit.n_qubits:
+        raise ValueError(f"to_qiskit: state must have length {2**circuit.n_qubits}; got {state.shape[0]}")
+    qc.append(StatePreparation(qnn_state_to_qiskit(state, circuit.n_qubits)), list(range(circuit.n_qubits)))
+
+
+# ---------------------------------------------------------------------------- PennyLane
+def pennylane_gate(qml, name: str, wires: tuple[int, ...], angles: list) -> None:
+    """Queue one qnn gate as PennyLane operation(s) (same conventions, so a 1:1 map)."""
+    w = list(wires)
+    if name in ("RX", "RY", "RZ", "PhaseShift", "CRX", "CRY", "CRZ"):
+        getattr(qml, name)(angles[0], wires=w)
+    elif name == "Rot":
+        qml.Rot(angles[0], angles[1], angles[2], wires=w)
+    elif name == "H":
+        qml.Hadamard(wires=w)
+    elif name in ("X", "Y", "Z"):
+        {"X": qml.PauliX, "Y": qml.PauliY, "Z": qml.PauliZ}[name](wires=w)
+    elif name in ("CNOT", "CZ", "SWAP"):
+        getattr(qml, name)(wires=w)
+    elif name == "MCRY":
+        qml.ctrl(qml.RY(angles[0], wires=w[-1]), control=w[:-1])
+    else:  # pragma: no cover
+        raise ValueError(f"PennyLane conversion: unsupported gate {name!r}")
+
+
+def pennylane_measurement(qml, meas: Measurement):
+    """``qml.expval`` of the Pauli word, or ``qml.probs`` on the wires (first wire most significant)."""
+    if meas.kind == "probs":
+        return qml.probs(wires=list(meas.wires))
+    ops = [{"X": qml.PauliX, "Y": qml.PauliY, "Z": qml.PauliZ}[ch](w)
+           for ch, w in zip(meas.pauli, meas.wires) if ch != "I"]
+    if not ops:
+        return qml.expval(qml.Identity(meas.wires[0]))
+    obs = ops[0]
+    for o in ops[1:]:
+        obs = obs @ o
+    return qml.expval(obs)
+
+
+def pennylane_angles(circuit: Circuit, theta_in, theta_w, plan: OccurrencePlan):
+    """Yield ``(gate, angles)`` with angles taken from ``theta_in`` (input occurrences, the
+    last axis) and ``theta_w`` (weight occurrences) or constants."""
+    in_pos = np.cumsum(plan.is_input) - 1
+    w_pos = np.cumsum(~plan.is_input) - 1
+    p = 0
+    for g in circuit.gates:
+        angles = []
+        for prm in g.params:
+            if prm.kind == "const":
+                angles.append(prm.offset)
+            else:
+                angles.append(theta_in[..., in_pos[p]] if plan.is_input[p] else theta_w[w_pos[p]])
+                p += 1
+        yield g, angles
+
+
+def expected_output_slices(circuit: Circuit) -> list[slice]:
+    out, start = [], 0
+    for m in circuit.measurements:
+        out.append(slice(start, start + m.n_outputs))
+        start += m.n_outputs
+    return out
+
+
+# ---------------------------------------------------------------------------- shot readout (Qiskit / IBM)
+def measurement_groups(measurements: list[Measurement], which=("expval", "probs")) -> list[tuple[dict, list[int]]]:
+    """Group measurements into qubit-wise commuting sets.
+
+    Returns a list of ``(basis, members)`` where ``basis`` maps wire -> "X"/"Y"/"Z" (wires not
+    listed are read in Z) and ``members`` indexes ``measurements``.  Probabilities need Z on
+    their wires; a Pauli word needs its letter on each non-identity wire.
+    """
+    groups: list[tuple[dict, list[int]]] = []
+    for i, m in enumerate(measurements):
+        if m.kind not in which:
+            continue
+        need = ({w: "Z" for w in m.wires} if m.kind == "probs"
+                else {w: ch for ch, w in zip(m.pauli, m.wires) if ch != "I"})
+        for basis, members in groups:
+            if all(basis.get(w, ch) == ch for w, ch in need.items()):
+                basis.update(need)
+                members.append(i)
+                break
+        else:
+            groups.append((dict(need), [i]))
+    return groups
+
+
+def add_basis_change(qc, basis: dict) -> None:
+    """Rotate so that a Z-basis readout measures ``basis[w]`` on each wire."""
+    for w, ch in sorted(basis.items()):
+        if ch == "X":
+            qc.h(w)
+        elif ch == "Y":
+            qc.sdg(w)
+            qc.h(w)
+
+
+def unpack_bits(bit_array, n_bits: int) -> np.ndarray:
+    """``BitArray`` of shape ``(N,)`` -> uint8 array ``(N, shots, n_bits)`` with ``[..., i]`` = clbit i."""
+    arr = np.asarray(bit_array.array)
+    bits = np.unpackbits(arr, axis=-1, bitorder="big")[..., ::-1]
+    return bits[..., :n_bits]
+
+
+def outputs_from_bits(bits: np.ndarray, measurements: list[Measurement], members: list[int],
+                      slices: list[slice], out: np.ndarray) -> None:
+    """Fill ``out[:, slices[i]]`` for each measurement ``i`` in ``members`` from shot bits
+    ``(N, shots, n_clbits)`` where clbit ``w`` holds wire ``w`` (already rotated to the basis)."""
+    N, shots = bits.shape[:2]
+    for i in members:
+        m = measurements[i]
+        if m.kind == "expval":
+            ws = [w for ch, w in zip(m.pauli, m.wires) if ch != "I"]
+            if not ws:
+                out[:, slices[i]] = 1.0
+                continue
+            parity = np.bitwise_xor.reduce(bits[:, :, ws], axis=-1)  # (N, shots)
+            out[:, slices[i].start] = 1.0 - 2.0 * parity.mean(axis=1)
+        else:
+            k = len(m.wires)
+            idx = np.zeros((N, shots), dtype=np.int64)
+            for j, w in enumerate(m.wires):  # first wire most significant
+                idx |= bits[:, :, w].astype(np.int64) << (k - 1 - j)
+            flat = idx + (np.arange(N) * 2**k)[:, None]
+            counts = np.bincount(flat.ravel(), minlength=N * 2**k).reshape(N, 2**k)
+            out[:, slices[i]] = counts / shots
+
+
+def columns_for(qc, theta) -> list[int]:
+    """Columns of the occurrence-angle array for the parameters still present in ``qc``
+    (transpilation may drop a gate and its parameter), in ``qc.parameters`` order."""
+    pos = {p: i for i, p in enumerate(theta)}
+    return [pos[p] for p in qc.parameters]
+
+
+def check_circuit_size(owner: str, circuit: Circuit, limit: int) -> None:
+    if circuit.n_qubits > limit:
+        raise ValueError(
+            f"{owner}: the circuit has {circuit.n_qubits} qubits; this engine handles at most {limit}"
+        )

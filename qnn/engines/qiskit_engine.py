@@ -1,0 +1,241 @@
+"""Engine ``qiskit``: Qiskit exact statevector, or Qiskit Aer with shots and noise.
+
+Example:
+    >>> import torch, qnn
+    >>> from qnn.engines.qiskit_engine import QiskitEngine
+    >>> c = qnn.Circuit(2)
+    >>> _ = qnn.angle_embedding(c)
+    >>> _ = qnn.basic_entangler_layers(c, 1)
+    >>> _ = c.measure_z()
+    >>> out = QiskitEngine().run(c, torch.zeros(3, 2), torch.zeros(2))
+    >>> out.shape
+    torch.Size([3, 2])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from qnn._optional import import_optional
+from qnn.engines import Engine
+from qnn.engines._autograd import parameter_shift_run
+from qnn.engines._convert import (
+    circuit_key,
+    expected_output_slices,
+    pauli_observable,
+    probs_qargs,
+    qnn_state_to_qiskit,
+    to_qiskit_occurrences,
+    validate_run_args,
+    add_basis_change,
+    columns_for,
+    measurement_groups,
+    outputs_from_bits,
+    unpack_bits,
+)
+
+__all__ = ["QiskitEngine"]
+
+_AER_METHODS = ("automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state",
+                "extended_stabilizer", "unitary", "superop", "tensor_network")
+_CACHE_SIZE = 64
+# Gates Aer binds correctly through ``parameter_binds``.  Aer 0.18.2 ignores the bound angle of
+# parametrised controlled rotations (cry, crz, cp: they act as angle 0), so circuits are
+# transpiled to this basis, where every parametrised gate is a single-qubit one.
+AER_SAFE_BASIS = ["rx", "ry", "rz", "p", "u", "h", "x", "y", "z", "s", "sdg", "sx", "cx", "cz", "swap"]
+
+
+class QiskitEngine(Engine):
+    """Run a :class:`qnn.Circuit` with Qiskit.
+
+    * ``shots=None`` (default): exact, with ``qiskit.quantum_info.Statevector``
+      (complex128), every row of the batch evolved from the bound circuit.
+    * ``shots=<int>``: Qiskit Aer ``SamplerV2`` on ``AerSimulator(method=..., noise_model=...)``:
+      the circuit is measured once per qubit-wise-commuting group of measurements (Pauli words
+      are rotated to the Z basis; probabilities read the Z basis), and the **whole batch goes
+      in one sampler call** (one PUB per measurement group carrying a parameter-value array).
+      Aer's ``EstimatorV2`` is not used because with a precision it adds Gaussian noise to the
+      exact value instead of sampling shots.
+
+    Gradients (inputs and weights) use exact parameter-shift rules (see
+    :mod:`qnn.engines._autograd`): all shifted points of a backward pass go in one further
+    evaluation (one sampler call with shots).
+
+    Args:
+        shots (int | None): shots per circuit evaluation; None = exact.
+        noise_model: a ``qiskit_aer.noise.NoiseModel`` (needs ``shots``).
+        seed (int | None): seeds the sampler; successive calls draw their seeds from one
+            generator, so a run is repeatable but calls are not correlated.
+        method (str): ``AerSimulator`` method with shots (``"statevector"``,
+            ``"density_matrix"``, ...); must be ``"statevector"`` when exact.
+
+    Example:
+        >>> import torch, qnn
+        >>> c = qnn.Circuit(1); _ = qnn.angle_embedding(c, rotation="X"); _ = c.measure_z()
+        >>> eng = QiskitEngine()
+        >>> round(float(eng.run(c, torch.tensor([[3.14159265]]), torch.zeros(0))), 6)
+        -1.0
+    """
+
+    name = "qiskit"
+
+    def __init__(self, shots: int | None = None, noise_model=None, seed: int | None = None,
+                 method: str = "statevector"):
+        if shots is not None and (isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1):
+            raise ValueError(f"QiskitEngine: shots must be None (exact) or a positive int; got {shots!r}")
+        if method not in _AER_METHODS:
+            raise ValueError(f"QiskitEngine: method must be one of {list(_AER_METHODS)}; got {method!r}")
+        if shots is None and noise_model is not None:
+            raise ValueError("QiskitEngine: a noise_model needs shots=<int> (exact mode is noiseless); got shots=None")
+        if shots is None and method != "statevector":
+            raise ValueError(f"QiskitEngine: exact mode (shots=None) uses method='statevector'; got {method!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"QiskitEngine: seed must be None or an int; got {type(seed).__name__}")
+        self._qiskit = import_optional("qiskit", feature="QiskitEngine")
+        self._qi = import_optional("qiskit.quantum_info", feature="QiskitEngine")
+        self.shots = None if shots is None else int(shots)
+        self.noise_model = noise_model
+        self.seed = seed
+        self.method = method
+        self._rng = np.random.default_rng(seed)
+        self._cache: dict = {}
+        self._sim = None
+        if self.shots is not None:
+            aer = import_optional("qiskit_aer", feature="QiskitEngine(shots=...)")
+            opts = {"method": method}
+            if noise_model is not None:
+                opts["noise_model"] = noise_model
+            self._sim = aer.AerSimulator(**opts)
+            self._sampler_cls = import_optional("qiskit_aer.primitives", feature="QiskitEngine").SamplerV2
+
+    def __repr__(self) -> str:
+        args = []
+        if self.shots is not None:
+            args.append(f"shots={self.shots}")
+        if self.noise_model is not None:
+            args.append("noise_model=<NoiseModel>")
+        if self.seed is not None:
+            args.append(f"seed={self.seed}")
+        if self.method != "statevector":
+            args.append(f"method={self.method!r}")
+        return f"QiskitEngine({', '.join(args)})"
+
+    # ------------------------------------------------------------------ public
+    def run(self, circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Evaluate ``circuit`` on ``inputs (B, n_inputs)`` with ``weights (n_weights,)``;
+        returns ``(B, n_outputs)`` on ``inputs.device``, differentiable by parameter shift."""
+        validate_run_args("QiskitEngine", circuit, inputs, weights)
+        evaluate = self._exact_evaluator(circuit) if self.shots is None else self._shot_evaluator(circuit)
+        return parameter_shift_run("QiskitEngine", evaluate, circuit, inputs, weights)
+
+    # ------------------------------------------------------------------ helpers
+    def _cached(self, key, build):
+        if key not in self._cache:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def _transpile(self, qc):
+        basis = AER_SAFE_BASIS
+        if self.noise_model is not None:  # read out in the gates the noise model knows
+            nb = [g for g in self.noise_model.basis_gates if g not in ("cry", "crz", "crx", "cp", "cu")]
+            basis = nb or basis
+        return self._qiskit.transpile(qc, basis_gates=basis, optimization_level=0)
+
+    def _exact_evaluator(self, circuit):
+        key = ("exact", circuit_key(circuit))
+
+        def build():
+            qc, theta = to_qiskit_occurrences(circuit, state=None) if circuit.state_prep is None else \
+                _gates_only(circuit)
+            obs = [pauli_observable(m, circuit.n_qubits) if m.kind == "expval" else None
+                   for m in circuit.measurements]
+            return qc, theta, obs
+
+        qc, theta, obs = self._cached(key, build)
+        n, slices, meas = circuit.n_qubits, expected_output_slices(circuit), circuit.measurements
+        Statevector = self._qi.Statevector
+
+        def evaluate(thetas, states, state_ids):
+            out = np.empty((thetas.shape[0], circuit.n_outputs))
+            q_states = None if states is None else qnn_state_to_qiskit(states, n)
+            for r in range(thetas.shape[0]):
+                bound = qc.assign_parameters(thetas[r]) if len(theta) else qc
+                sv = Statevector.from_label("0" * n) if q_states is None else Statevector(q_states[state_ids[r]])
+                sv = sv.evolve(bound)
+                for m, sl, o in zip(meas, slices, obs):
+                    if m.kind == "expval":
+                        out[r, sl] = float(np.real(sv.expectation_value(o)))
+                    else:
+                        out[r, sl] = sv.probabilities(probs_qargs(m))
+            return out
+
+        return evaluate
+
+    def _shot_evaluator(self, circuit):
+        key = ("shots", circuit_key(circuit))
+
+        def build():
+            groups = measurement_groups(circuit.measurements)
+            base, theta = _gates_only(circuit)
+            if circuit.state_prep is not None:
+                return base, theta, groups, None
+            tqcs = []
+            for basis, _ in groups:
+                qc = base.copy()
+                add_basis_change(qc, basis)
+                qc.measure_all()
+                tqcs.append(self._transpile(qc))
+            return base, theta, groups, tqcs
+
+        base, theta, groups, tqcs = self._cached(key, build)
+        slices, meas, n = expected_output_slices(circuit), circuit.measurements, circuit.n_qubits
+
+        def evaluate(thetas, states, state_ids):
+            N = thetas.shape[0]
+            out = np.empty((N, circuit.n_outputs))
+            pubs, where = [], []
+            if states is None:
+                for g, tqc in enumerate(tqcs):
+                    pubs.append((tqc, thetas[:, columns_for(tqc, theta)]) if tqc.num_parameters else (tqc,))
+                    where.append((g, np.arange(N)))
+            else:
+                from qiskit.circuit.library import StatePreparation
+
+                for s in np.unique(state_ids):
+                    rows = np.flatnonzero(state_ids == s)
+                    for g, (basis, _) in enumerate(groups):
+                        qc = self._qiskit.QuantumCircuit(n)
+                        qc.append(StatePreparation(qnn_state_to_qiskit(states[s], n)), list(range(n)))
+                        qc.compose(base, inplace=True)
+                        add_basis_change(qc, basis)
+                        qc.measure_all()
+                        tqc = self._transpile(qc)
+                        vals = thetas[rows][:, columns_for(tqc, theta)]
+                        pubs.append((tqc, vals) if tqc.num_parameters else (tqc, np.zeros((len(rows), 0))))
+                        where.append((g, rows))
+            seed = None if self.seed is None else int(self._rng.integers(2**31 - 1))
+            sampler = self._sampler_cls(default_shots=self.shots, seed=seed)
+            result = sampler.run(pubs, shots=self.shots).result()
+            for (g, rows), pub_res in zip(where, result):
+                bits = unpack_bits(pub_res.data.meas, n).reshape(len(rows), self.shots, n) \
+                    if pub_res.data.meas.ndim else unpack_bits(pub_res.data.meas, n)[None]
+                sub = np.empty((len(rows), circuit.n_outputs))
+                outputs_from_bits(bits, meas, groups[g][1], slices, sub)
+                for i in groups[g][1]:
+                    out[rows, slices[i]] = sub[:, slices[i]]
+            return out
+
+        return evaluate
+
+
+def _gates_only(circuit):
+    """Occurrence-view Qiskit circuit of the gates alone (no state preparation)."""
+    from qnn.circuit import Circuit
+
+    c = Circuit(circuit.n_qubits)
+    c.n_inputs, c.n_weights = circuit.n_inputs, circuit.n_weights
+    c.gates = list(circuit.gates)
+    return to_qiskit_occurrences(c)

@@ -1,0 +1,737 @@
+"""The default exact engine: a batched state-vector simulator written in PyTorch.
+
+The state of a batch is one ``(B, 2**n)`` complex tensor (batch first; wire 0 is the most
+significant bit).  A circuit is compiled once into a plan (cached per circuit structure) and
+run on one of four paths, all exact and all differentiable by autograd:
+
+``"gates"``
+    one matrix multiply per gate; the simple reference path.
+``"blocked"``
+    leading single-qubit gates on untouched wires (an angle embedding, the first layer's
+    rotations) build a Kronecker *product state*; every run of constant permutation gates
+    (a CNOT ring) is one precomputed gather; the single-qubit gates between them are fused
+    into Kronecker blocks of up to ``block_size`` wires applied as matrix multiplies.
+``"unitary"``
+    the blocked ops applied once to the identity to form the full ``2**n x 2**n`` unitary,
+    then one GEMM for the batch.  Needs every gate after the product state to be shared by
+    the batch (no input-bound gates there); pays off while ``2**n`` is small against ``B``.
+``"adjoint"``
+    the blocked ops inside a custom ``autograd.Function`` whose backward un-computes the
+    state gate by gate (adjoint differentiation), keeping O(1) states in memory.
+
+``mode="auto"`` picks ``unitary`` for small registers, ``adjoint`` for large ones (or when
+the autograd path would not fit in memory) and ``blocked`` otherwise.
+
+Example:
+    >>> import torch, qnn
+    >>> from qnn.engines.torch_engine import TorchEngine
+    >>> c = qnn.Circuit(2)
+    >>> _ = qnn.angle_embedding(c)
+    >>> _ = qnn.strongly_entangling_layers(c, n_layers=1)
+    >>> _ = c.measure_z()
+    >>> out = TorchEngine().run(c, torch.zeros(3, 2), torch.zeros(c.n_weights))
+    >>> out.shape
+    torch.Size([3, 2])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from qnn.circuit import Circuit
+from qnn.engines import Engine
+from qnn.engines._torch_plan import (
+    CONST_MATS,
+    BlockOp,
+    Chains,
+    GateOp,
+    MonoOp,
+    Plan,
+    compile_circuit,
+)
+
+__all__ = ["TorchEngine", "MemoryLimitError", "MODES"]
+
+MODES = ("auto", "gates", "blocked", "unitary", "adjoint")
+
+# State-sized buffers alive at the peak, per path (autograd paths also keep one per op).
+_ADJOINT_FACTOR = 6
+_AUTOGRAD_BASE = 4
+
+
+class MemoryLimitError(MemoryError, ValueError):
+    """Raised before allocating when a simulation would not fit in the memory limit."""
+
+
+def _complex_dtype(dtype: Any, inputs: torch.Tensor) -> torch.dtype:
+    if dtype is None:
+        return torch.complex128 if inputs.dtype == torch.float64 else torch.complex64
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.replace("torch.", ""), None)
+    table = {torch.float32: torch.complex64, torch.float64: torch.complex128,
+             torch.complex64: torch.complex64, torch.complex128: torch.complex128}
+    if dtype not in table:
+        raise ValueError(
+            f"TorchEngine: dtype must be complex64/complex128 (or float32/float64); got {dtype!r}")
+    return table[dtype]
+
+
+def _real_of(cdtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if cdtype == torch.complex128 else torch.float32
+
+
+def available_memory(device: torch.device) -> int:
+    """Free memory on ``device`` in bytes (CUDA: free device memory; CPU: available RAM)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil missing
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 1 << 62
+
+
+# ---------------------------------------------------------------------- gate matrices
+def _mats_1q(name: str, ang: torch.Tensor | None, k: int, cdtype, rdtype, device, batch_shape):
+    """Matrices of ``k`` single-qubit gates of one kind: ``(*batch_shape, k, 2, 2)``."""
+    if name in CONST_MATS:
+        m = torch.as_tensor(CONST_MATS[name], dtype=cdtype, device=device)
+        return m.expand(*batch_shape, k, 2, 2)
+    t = ang[..., 0] if name != "Rot" else None
+    if name == "RX":
+        c, s = torch.cos(t / 2), torch.sin(t / 2)
+        z = torch.zeros_like(c)
+        re = torch.stack([c, z, z, c], -1)
+        im = torch.stack([z, -s, -s, z], -1)
+    elif name == "RY":
+        c, s = torch.cos(t / 2), torch.sin(t / 2)
+        z = torch.zeros_like(c)
+        re = torch.stack([c, -s, s, c], -1)
+        im = torch.stack([z, z, z, z], -1)
+    elif name == "RZ":
+        c, s = torch.cos(t / 2), torch.sin(t / 2)
+        z = torch.zeros_like(c)
+        re = torch.stack([c, z, z, c], -1)
+        im = torch.stack([-s, z, z, s], -1)
+    elif name == "PhaseShift":
+        c, s = torch.cos(t), torch.sin(t)
+        z = torch.zeros_like(c)
+        re = torch.stack([z + 1, z, z, c], -1)
+        im = torch.stack([z, z, z, s], -1)
+    elif name == "Rot":
+        phi, theta, omega = ang[..., 0], ang[..., 1], ang[..., 2]
+        c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+        a, d = (phi + omega) / 2, (phi - omega) / 2
+        ca, sa, cd, sd = torch.cos(a), torch.sin(a), torch.cos(d), torch.sin(d)
+        re = torch.stack([c * ca, -s * cd, s * cd, c * ca], -1)
+        im = torch.stack([-c * sa, -s * sd, -s * sd, c * sa], -1)
+    else:  # pragma: no cover - guarded by the plan
+        raise ValueError(f"TorchEngine: no single-qubit matrix for {name!r}")
+    return torch.complex(re, im).reshape(*re.shape[:-1], 2, 2)
+
+
+def _gate_matrix(op: GateOp, ang, cdtype, rdtype, device, batch_shape):
+    """Full matrix of one gate, in ascending-wire order: ``(*batch_shape, 2**k, 2**k)``."""
+    g = op.gate
+    k = len(g.wires)
+    if g.name in CONST_MATS:
+        m = torch.as_tensor(CONST_MATS[g.name], dtype=cdtype, device=device).expand(*batch_shape, 2**k, 2**k)
+    elif len(g.wires) == 1:
+        m = _mats_1q(g.name, ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
+    else:  # controlled rotations: identity with the last 2x2 block replaced
+        base = {"CRX": "RX", "CRY": "RY", "CRZ": "RZ", "MCRY": "RY"}[g.name]
+        r = _mats_1q(base, ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
+        dim = 2**k
+        eye = torch.eye(dim - 2, dtype=cdtype, device=device).expand(*r.shape[:-2], dim - 2, dim - 2)
+        top = torch.cat([eye, torch.zeros(*r.shape[:-2], dim - 2, 2, dtype=cdtype, device=device)], -1)
+        bot = torch.cat([torch.zeros(*r.shape[:-2], 2, dim - 2, dtype=cdtype, device=device), r], -1)
+        m = torch.cat([top, bot], -2)
+    if op.perm is not None:
+        lead = m.dim() - 2
+        m = m.reshape(*m.shape[:lead], *([2] * (2 * k)))
+        p = list(op.perm)
+        axes = list(range(lead)) + [lead + i for i in p] + [lead + k + i for i in p]
+        m = m.permute(axes).reshape(*m.shape[:lead], 2**k, 2**k)
+    return m
+
+
+def _kron(mats: torch.Tensor) -> torch.Tensor:
+    """Kronecker product of ``(..., k, 2, 2)`` -> ``(..., 2**k, 2**k)`` (first = most significant)."""
+    k = mats.shape[-3]
+    out = mats[..., 0, :, :]
+    for j in range(1, k):
+        m = mats[..., j, :, :]
+        d = out.shape[-1]
+        out = (out[..., :, None, :, None] * m[..., None, :, None, :]).reshape(*out.shape[:-2], 2 * d, 2 * d)
+    return out
+
+
+# ---------------------------------------------------------------------- applying ops
+def _apply(psi: torch.Tensor, U: torch.Tensor, wires: tuple[int, ...], n: int) -> torch.Tensor:
+    """``psi (B, 2**n)`` with ``U`` (``(G, G)`` shared or ``(B, G, G)``) on ascending ``wires``."""
+    B = psi.shape[0]
+    k = len(wires)
+    G = 2**k
+    batched = U.dim() == 3
+    if wires == tuple(range(wires[0], wires[0] + k)):
+        a = 2 ** wires[0]
+        b = 2 ** (n - wires[0] - k)
+        if not batched:
+            if b == 1:
+                return (psi.reshape(B * a, G) @ U.transpose(0, 1)).reshape(B, -1)
+            return torch.matmul(U, psi.reshape(B * a, G, b)).reshape(B, -1)
+        if b == 1:
+            return torch.bmm(psi.reshape(B, a, G), U.transpose(1, 2)).reshape(B, -1)
+        if a == 1:
+            return torch.bmm(U, psi.reshape(B, G, b)).reshape(B, -1)
+        return torch.matmul(U.unsqueeze(1), psi.reshape(B, a, G, b)).reshape(B, -1)
+    x = psi.reshape(B, *([2] * n))
+    src = [w + 1 for w in wires]
+    dst = list(range(n + 1 - k, n + 1))
+    x = torch.movedim(x, src, dst)
+    shape = x.shape
+    x = x.reshape(B, -1, G)
+    x = x @ U.transpose(-1, -2) if not batched else torch.bmm(x, U.transpose(1, 2))
+    return torch.movedim(x.reshape(shape), dst, src).reshape(B, -1)
+
+
+# ------------------------------------------------------------ batch-last primitives
+# The fast paths keep the state as (2**n, B): every block is then one (batched) GEMM with at
+# least B columns, and a permutation is a gather of contiguous rows.
+def _contig(wires) -> bool:
+    return tuple(wires) == tuple(range(wires[0], wires[0] + len(wires)))
+
+
+def _apply_bl(psi: torch.Tensor, U: torch.Tensor, wires: tuple[int, ...], n: int) -> torch.Tensor:
+    """``psi (2**n, B)`` with ``U`` (``(G, G)`` shared or ``(B, G, G)``) on ascending ``wires``."""
+    D, Bt = psi.shape
+    k = len(wires)
+    G = 2**k
+    if _contig(wires):
+        a = 2 ** wires[0]
+        if U.dim() == 2:
+            if a == 1:
+                return (U @ psi.reshape(G, -1)).reshape(D, Bt)
+            x = psi.reshape(a, G, -1)
+            return torch.bmm(U.expand(a, G, G), x).reshape(D, Bt)
+        x = psi.reshape(a, G, -1, Bt)
+        return torch.einsum("Bij,ajcB->aicB", U, x).reshape(D, Bt)
+    x = torch.movedim(psi.reshape(*([2] * n), Bt), list(wires), list(range(k)))
+    shape = x.shape
+    if U.dim() == 2:
+        x = U @ x.reshape(G, -1)
+    else:
+        x = torch.einsum("Bij,jrB->irB", U, x.reshape(G, -1, Bt))
+    return torch.movedim(x.reshape(shape), list(range(k)), list(wires)).reshape(D, Bt)
+
+
+def _grad_u_bl(G_: torch.Tensor, psi: torch.Tensor, wires, n: int, batched: bool) -> torch.Tensor:
+    """Cotangent of ``U`` for ``out = U psi`` (batch-last): ``sum G psi^H``."""
+    D, Bt = psi.shape
+    k = len(wires)
+    G = 2**k
+    if _contig(wires):
+        a = 2 ** wires[0]
+        if not batched:
+            if a == 1:
+                return G_.reshape(G, -1) @ psi.reshape(G, -1).conj().transpose(0, 1)
+            return torch.bmm(G_.reshape(a, G, -1), psi.reshape(a, G, -1).conj().transpose(1, 2)).sum(0)
+        return torch.einsum("aicB,ajcB->Bij", G_.reshape(a, G, -1, Bt), psi.reshape(a, G, -1, Bt).conj())
+    y = torch.movedim(G_.reshape(*([2] * n), Bt), list(wires), list(range(k))).reshape(G, -1, Bt)
+    x = torch.movedim(psi.reshape(*([2] * n), Bt), list(wires), list(range(k))).reshape(G, -1, Bt)
+    if not batched:
+        return y.reshape(G, -1) @ x.reshape(G, -1).conj().transpose(0, 1)
+    return torch.einsum("irB,jrB->Bij", y, x.conj())
+
+
+class _Rows(torch.autograd.Function):
+    """``psi[src]`` (rows) for a permutation ``src``; the backward is the inverse gather."""
+
+    @staticmethod
+    def forward(ctx, psi, src, inv):
+        ctx.save_for_backward(inv)
+        return psi.index_select(0, src)
+
+    @staticmethod
+    def backward(ctx, g):
+        (inv,) = ctx.saved_tensors
+        return g.index_select(0, inv), None, None
+
+
+def _outer_bl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Kronecker product of batch-last vectors ``(m, B)`` and ``(k, B)`` -> ``(m * k, B)``."""
+    return (a.unsqueeze(1) * b.unsqueeze(0)).reshape(a.shape[0] * b.shape[0], -1)
+
+
+def _kron_vecs_bl(V: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Kronecker product of ``V[lo:hi]`` (``V``: ``(n, 2, B)``) as a balanced tree."""
+    if hi - lo == 1:
+        return V[lo]
+    mid = (lo + hi + 1) // 2
+    return _outer_bl(_kron_vecs_bl(V, lo, mid), _kron_vecs_bl(V, mid, hi))
+
+
+class _Abs2(torch.autograd.Function):
+    """``|psi|**2`` (real) with the one-op backward ``2 * g * psi``."""
+
+    @staticmethod
+    def forward(ctx, psi):
+        ctx.save_for_backward(psi)
+        r = torch.view_as_real(psi)
+        return r[..., 0].square() + r[..., 1].square()
+
+    @staticmethod
+    def backward(ctx, g):
+        (psi,) = ctx.saved_tensors
+        return psi * (2 * g)
+
+
+class _Runner:
+    """Per (plan, device, dtype) tensors and the op executors."""
+
+    def __init__(self, plan: Plan, device: torch.device, cdtype: torch.dtype):
+        self.plan = plan
+        self.device = device
+        self.cdtype = cdtype
+        self.rdtype = _real_of(cdtype)
+        n = plan.n
+        t = plan.table
+        dev = device
+        self.sh_idx = torch.tensor(t.sh_idx, dtype=torch.long, device=dev)
+        self.sh_scale = torch.tensor(t.sh_scale, dtype=self.rdtype, device=dev)
+        self.sh_off = torch.tensor(t.sh_off, dtype=self.rdtype, device=dev)
+        self.ps_idx = torch.tensor(t.ps_idx, dtype=torch.long, device=dev)
+        self.ps_scale = torch.tensor(t.ps_scale, dtype=self.rdtype, device=dev)
+        self.ps_off = torch.tensor(t.ps_off, dtype=self.rdtype, device=dev)
+        self.consts = torch.zeros(len(t.consts), dtype=self.rdtype, device=dev)
+        self.mono = {}
+        for op in plan.ops:
+            if isinstance(op, MonoOp):
+                self.mono[id(op)] = (
+                    torch.as_tensor(op.src, device=dev),
+                    None if op.phase is None else torch.as_tensor(op.phase, dtype=cdtype, device=dev),
+                    torch.as_tensor(op.inv, device=dev),
+                )
+        # measurements
+        if plan.z_cols:
+            idx = np.arange(2**n)
+            S = np.empty((2**n, len(plan.z_cols)))
+            for j, (_, mask) in enumerate(plan.z_cols):
+                s = np.ones(2**n)
+                for w in mask:
+                    s *= 1 - 2 * ((idx >> (n - 1 - w)) & 1)
+                S[:, j] = s
+            self.S = torch.as_tensor(S, dtype=self.rdtype, device=dev)
+        self.z_only = [p for p, _ in plan.z_cols] == list(range(plan.n_outputs))
+        # A final permutation before diagonal (Z-only) measurements is folded into the
+        # sign matrix: out = p[:, src] @ S = p @ S[inv].
+        self.exec_ops = list(plan.ops)
+        self.fold = bool(self.z_only and plan.ops and isinstance(plan.ops[-1], MonoOp))
+        if self.fold:
+            self.S_fold = self.S[torch.as_tensor(plan.ops[-1].inv, device=dev)].contiguous()
+            self.exec_ops = self.exec_ops[:-1]
+        self.pauli = {}
+        for pos, kind, data in plan.other:
+            if kind == "pauli":
+                src, phase = data
+                self.pauli[pos] = (torch.as_tensor(src, device=dev),
+                                   torch.as_tensor(phase, dtype=cdtype, device=dev))
+
+    # -------------------------------------------------------------- angles
+    def angles(self, inputs, weights):
+        B = inputs.shape[0]
+        src = torch.cat([weights, self.consts])
+        sh = src[self.sh_idx] * self.sh_scale + self.sh_off if len(self.sh_idx) else None
+        ps = None
+        if len(self.ps_idx):
+            ext = torch.cat([inputs, src.unsqueeze(0).expand(B, -1)], 1)
+            ps = ext[:, self.ps_idx] * self.ps_scale + self.ps_off
+        return sh, ps
+
+    def _group_angles(self, grp, sh, ps):
+        if grp.stop == grp.start:
+            return None
+        if grp.per_sample:
+            return ps[:, grp.start:grp.stop].reshape(ps.shape[0], grp.k, grp.npar)
+        return sh[grp.start:grp.stop].reshape(grp.k, grp.npar)
+
+    def chain_mats(self, ch: Chains, sh, ps, B):
+        """Per-wire chain products ``(k, 2, 2)`` or ``(B, k, 2, 2)``."""
+        M = None
+        full = list(range(ch.k))
+        for step in ch.steps:
+            for grp, pos in step:
+                bshape = (B,) if grp.per_sample else ()
+                G = _mats_1q(grp.name, self._group_angles(grp, sh, ps), grp.k, self.cdtype,
+                             self.rdtype, self.device, bshape)
+                if M is None and pos == full:
+                    M = G
+                    continue
+                if M is None:
+                    M = torch.eye(2, dtype=self.cdtype, device=self.device).expand(ch.k, 2, 2)
+                if pos == full:
+                    M = G @ M
+                else:
+                    if G.dim() == 4 and M.dim() == 3:
+                        M = M.expand(B, *M.shape)
+                    idx = torch.tensor(pos, device=self.device)
+                    sel = M.index_select(-3, idx)
+                    if G.dim() == 3 and sel.dim() == 4:
+                        new = G.unsqueeze(0) @ sel
+                    else:
+                        new = G @ sel
+                    M = M.index_copy(-3, idx, new)
+        if M is None:
+            M = torch.eye(2, dtype=self.cdtype, device=self.device).expand(ch.k, 2, 2)
+        return M
+
+    # -------------------------------------------------------------- init states
+    def init_state(self, inputs, sh, ps, B):
+        plan = self.plan
+        n = plan.n
+        if plan.init == "amplitude":
+            return self.amplitude(inputs, B).transpose(0, 1).contiguous()
+        if plan.init == "product":
+            V = self.chain_mats(plan.init_chains, sh, ps, B)[..., 0]  # (..., n, 2)
+            V = V.permute(1, 2, 0) if V.dim() == 3 else V.unsqueeze(-1)  # (n, 2, B or 1)
+            psi = _kron_vecs_bl(V, 0, n)
+            if psi.shape[1] != B:
+                psi = psi.expand(-1, B).contiguous()
+            return psi
+        psi = torch.zeros(2**n, B, dtype=self.cdtype, device=self.device)
+        psi[0] = 1
+        return psi
+
+    def amplitude(self, inputs, B):
+        sp = self.plan_state_prep
+        n = self.plan.n
+        x = inputs[:, sp.start:sp.start + sp.n_features]
+        if sp.n_features < 2**n:
+            x = torch.cat([x, x.new_full((B, 2**n - sp.n_features), sp.pad)], 1)
+        norm = torch.linalg.vector_norm(x, dim=1)
+        bad = (norm == 0).nonzero()
+        if len(bad):
+            i = int(bad[0, 0])
+            raise ValueError(
+                f"TorchEngine: amplitude embedding of sample {i} is the all-zero vector (after "
+                f"padding with {sp.pad}); it cannot be normalised")
+        return (x / norm.unsqueeze(1)).to(self.cdtype)
+
+    # -------------------------------------------------------------- op matrices
+    def op_matrices(self, ops, sh, ps, B):
+        mats = []
+        for op in ops:
+            if isinstance(op, BlockOp):
+                M = self.chain_mats(op.chains, sh, ps, B)
+                mats.append(_kron(M) if op.k > 1 else M[..., 0, :, :])
+            elif isinstance(op, GateOp):
+                if op.per_sample:
+                    ang = ps[:, op.start:op.stop]
+                    mats.append(_gate_matrix(op, ang, self.cdtype, self.rdtype, self.device, (B,)))
+                else:
+                    ang = sh[op.start:op.stop] if op.stop > op.start else None
+                    mats.append(_gate_matrix(op, ang, self.cdtype, self.rdtype, self.device, ()))
+            else:
+                mats.append(None)
+        return mats
+
+    @staticmethod
+    def op_wires(op):
+        if isinstance(op, BlockOp):
+            return tuple(range(op.start, op.start + op.k))
+        return op.wires
+
+    def apply_ops(self, psi, ops, mats, batch_last: bool = True):
+        """Apply ``ops`` to ``psi``: ``(2**n, B)`` if ``batch_last`` else ``(B, 2**n)``."""
+        n = self.plan.n
+        for op, U in zip(ops, mats):
+            if U is None:
+                src, phase, inv = self.mono[id(op)]
+                psi = _Rows.apply(psi, src, inv)
+                if phase is not None:
+                    psi = psi * phase.unsqueeze(1)
+            elif batch_last:
+                psi = _apply_bl(psi, U, self.op_wires(op), n)
+            else:
+                psi = _apply(psi, U, self.op_wires(op), n)
+        return psi
+
+    # -------------------------------------------------------------- measurements
+    def measure(self, psi, fold: bool = False):
+        """Outputs ``(B, n_outputs)`` from a batch-last state ``psi (2**n, B)``."""
+        plan = self.plan
+        n = plan.n
+        Bt = psi.shape[1]
+        p = _Abs2.apply(psi)  # (2**n, B)
+        if self.z_only:
+            return ((self.S_fold if fold else self.S).transpose(0, 1) @ p).transpose(0, 1)
+        cols = [None] * plan.n_outputs
+        if plan.z_cols:
+            z = (self.S.transpose(0, 1) @ p).transpose(0, 1)
+            for j, (pos, _) in enumerate(plan.z_cols):
+                cols[pos] = z[:, j:j + 1]
+        for pos, kind, data in plan.other:
+            if kind == "pauli":
+                src, phase = self.pauli[pos]
+                v = (psi.conj() * (psi.index_select(0, src) * phase.unsqueeze(1))).real.sum(0)
+                cols[pos] = v.unsqueeze(1)
+            else:
+                wires = data
+                x = p.reshape(*([2] * n), Bt)
+                rest = [d for d in range(n) if d not in wires]
+                if rest:
+                    x = x.sum(rest)
+                kept = sorted(wires)
+                order = [kept.index(w) for w in wires]
+                x = x.permute(*order, len(kept)).reshape(-1, Bt)
+                cols[pos] = x.transpose(0, 1)
+        return torch.cat([c for c in cols if c is not None], 1)
+
+
+class _AdjointFn(torch.autograd.Function):
+    """Runs the ops without a tape; the backward un-computes the state op by op."""
+
+    @staticmethod
+    def forward(ctx, runner, psi0, *mats):
+        ops = runner.exec_ops
+        with torch.no_grad():
+            psi = runner.apply_ops(psi0, ops, mats)
+        ctx.runner = runner
+        ctx.n_mats = len(mats)
+        ctx.save_for_backward(psi, *[m for m in mats if m is not None])
+        ctx.none_mask = [m is None for m in mats]
+        return psi
+
+    @staticmethod
+    def backward(ctx, G):
+        runner = ctx.runner
+        n = runner.plan.n
+        saved = ctx.saved_tensors
+        psi = saved[0]
+        it = iter(saved[1:])
+        mats = [None if none else next(it) for none in ctx.none_mask]
+        grads: list = [None] * len(mats)
+        need = ctx.needs_input_grad[2:]
+        for i in range(len(mats) - 1, -1, -1):
+            op, U = runner.exec_ops[i], mats[i]
+            if U is None:
+                src, phase, inv = runner.mono[id(op)]
+                if phase is not None:
+                    pc = phase.conj().unsqueeze(1)
+                    psi = psi * pc
+                    G = G * pc
+                psi = psi.index_select(0, inv)
+                G = G.index_select(0, inv)
+                continue
+            wires = runner.op_wires(op)
+            Uh = U.conj().transpose(-1, -2)
+            psi = _apply_bl(psi, Uh, wires, n)
+            if need[i]:
+                grads[i] = _grad_u_bl(G, psi, wires, n, U.dim() == 3)
+            G = _apply_bl(G, Uh, wires, n)
+        return (None, G, *grads)
+
+
+# ---------------------------------------------------------------------- engine
+class TorchEngine(Engine):
+    """Exact batched state-vector engine in PyTorch (the default engine).
+
+    Args:
+        dtype: complex dtype of the state (``torch.complex64``/``torch.complex128``, or the
+            matching float dtype).  Default: complex64 for float32 inputs, complex128 for
+            float64 inputs.  Outputs have the input's float dtype.
+        device: run on this device instead of the input's; outputs are moved back to the
+            input's device.
+        mode: ``"auto"`` (default), ``"gates"``, ``"blocked"``, ``"unitary"`` or ``"adjoint"``
+            (see the module docstring).  A forced mode the circuit cannot use raises ValueError.
+        max_memory_bytes: memory limit for the pre-allocation check; default: available RAM
+            (CPU) or free device memory (CUDA).
+        block_size: most wires per fused single-qubit block (default 6 on CPU).
+        unitary_max_qubits: largest register for the automatic unitary path (default 6).
+        adjoint_min_qubits: smallest register for the automatic adjoint path (default 14).
+
+    Raises:
+        MemoryLimitError: (a MemoryError and ValueError) when the estimated memory exceeds
+            the limit; the message states both numbers.
+
+    Example:
+        >>> import torch, qnn
+        >>> from qnn.engines.torch_engine import TorchEngine
+        >>> c = qnn.Circuit(1)
+        >>> _ = c.add("RX", 0, [qnn.Param.input(c.new_inputs(1)[0])])
+        >>> _ = c.measure_z()
+        >>> TorchEngine().run(c, torch.tensor([[0.0], [3.14159265]]), torch.zeros(0)).round()
+        tensor([[ 1.],
+                [-1.]])
+    """
+
+    name = "torch"
+
+    def __init__(self, dtype=None, device=None, mode: str = "auto", max_memory_bytes: int | None = None,
+                 block_size: int = 6, unitary_max_qubits: int = 6, adjoint_min_qubits: int = 14):
+        if mode not in MODES:
+            raise ValueError(f"TorchEngine: mode must be one of {list(MODES)}; got {mode!r}")
+        if dtype is not None:
+            _complex_dtype(dtype, torch.zeros(0))
+        if max_memory_bytes is not None and (not isinstance(max_memory_bytes, (int, float)) or max_memory_bytes <= 0):
+            raise ValueError(f"TorchEngine: max_memory_bytes must be a positive number; got {max_memory_bytes!r}")
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"TorchEngine: block_size must be a positive int; got {block_size!r}")
+        self.dtype = dtype
+        self.device = None if device is None else torch.device(device)
+        self.mode = mode
+        self.max_memory_bytes = max_memory_bytes
+        self.block_size = block_size
+        self.unitary_max_qubits = unitary_max_qubits
+        self.adjoint_min_qubits = adjoint_min_qubits
+        self._plans: dict = {}
+        self._runners: dict = {}
+        self.last_mode: str | None = None
+
+    def __repr__(self) -> str:
+        return f"TorchEngine(mode={self.mode!r}, dtype={self.dtype}, device={self.device})"
+
+    # ------------------------------------------------------------------ plans
+    def plan(self, circuit: Circuit) -> Plan:
+        """The compiled plan of ``circuit`` (cached; recompiled when the circuit grows)."""
+        fp = (circuit.n_qubits, len(circuit.gates), len(circuit.measurements), circuit.n_inputs,
+              circuit.n_weights, circuit.state_prep)
+        hit = self._plans.get(id(circuit))
+        if hit is not None and hit[0] is circuit and hit[1] == fp:
+            return hit[2]
+        plan = compile_circuit(circuit, self.block_size)
+        plan.state_prep = circuit.state_prep
+        self._plans[id(circuit)] = (circuit, fp, plan)
+        for key in [k for k in self._runners if k[0] == id(plan)]:
+            del self._runners[key]
+        return plan
+
+    def _runner(self, plan: Plan, device, cdtype) -> _Runner:
+        key = (id(plan), str(device), cdtype)
+        r = self._runners.get(key)
+        if r is None or r.plan is not plan:
+            r = _Runner(plan, device, cdtype)
+            r.plan_state_prep = plan.state_prep
+            self._runners[key] = r
+        return r
+
+    # ------------------------------------------------------------------ memory
+    def estimate_bytes(self, circuit: Circuit, batch: int, mode: str, cdtype=torch.complex64) -> int:
+        """Estimated peak bytes of one forward+backward on ``mode`` (not ``"auto"``)."""
+        plan = self.plan(circuit)
+        item = torch.empty((), dtype=cdtype).element_size()
+        state = batch * 2**plan.n * item
+        if mode == "gates":
+            return state * (_AUTOGRAD_BASE + 3 * len(plan.gate_ops))
+        if mode == "blocked":
+            return state * (_AUTOGRAD_BASE + 2 * len(plan.ops))
+        if mode == "adjoint":
+            return state * _ADJOINT_FACTOR
+        if mode == "unitary":
+            return 4**plan.n * item * (_AUTOGRAD_BASE + 2 * len(plan.ops)) + state * _AUTOGRAD_BASE
+        raise ValueError(f"TorchEngine: unknown mode {mode!r}")
+
+    def _limit(self, device) -> int:
+        return int(self.max_memory_bytes) if self.max_memory_bytes is not None else available_memory(device)
+
+    def choose_mode(self, circuit: Circuit, batch: int, device=torch.device("cpu"), cdtype=torch.complex64) -> str:
+        """The path ``mode="auto"`` takes for this circuit and batch size."""
+        plan = self.plan(circuit)
+        n = plan.n
+        if plan.unitary_ok and n <= self.unitary_max_qubits and 2**n <= batch:
+            return "unitary"
+        if n >= self.adjoint_min_qubits:
+            return "adjoint"
+        if self.estimate_bytes(circuit, batch, "blocked", cdtype) > self._limit(device):
+            return "adjoint"
+        return "blocked"
+
+    def check_memory(self, circuit: Circuit, batch: int, mode: str, device, cdtype) -> None:
+        need = self.estimate_bytes(circuit, batch, mode, cdtype)
+        limit = self._limit(device)
+        if need > limit:
+            src = "max_memory_bytes" if self.max_memory_bytes is not None else f"available memory on {device}"
+            raise MemoryLimitError(
+                f"TorchEngine: simulating {circuit.n_qubits} qubits with batch {batch} on path "
+                f"{mode!r} needs about {need:,} bytes ({need / 2**30:.2f} GiB) but the limit "
+                f"({src}) is {limit:,} bytes ({limit / 2**30:.2f} GiB); use fewer qubits or a "
+                f"smaller batch")
+
+    # ------------------------------------------------------------------ run
+    def run(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Run ``circuit``: ``inputs (B, n_inputs)``, ``weights (n_weights,)`` -> ``(B, n_outputs)``."""
+        if not isinstance(circuit, Circuit):
+            raise TypeError(f"TorchEngine.run: expected a qnn.Circuit; got {type(circuit).__name__}")
+        if not torch.is_tensor(inputs) or inputs.dim() != 2 or inputs.shape[1] != circuit.n_inputs:
+            shape = tuple(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
+            raise ValueError(
+                f"TorchEngine.run: inputs must have shape (B, {circuit.n_inputs}); got {shape}")
+        if not torch.is_tensor(weights) or weights.dim() != 1 or weights.shape[0] != circuit.n_weights:
+            shape = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
+            raise ValueError(
+                f"TorchEngine.run: weights must have shape ({circuit.n_weights},); got {shape}")
+        if not circuit.measurements:
+            raise ValueError("TorchEngine.run: the circuit has no measurements")
+        for name, t in (("inputs", inputs), ("weights", weights)):
+            if not t.is_floating_point():
+                raise TypeError(f"TorchEngine.run: {name} must be float32 or float64; got {t.dtype}")
+        out_device, out_dtype = inputs.device, inputs.dtype
+        device = self.device or inputs.device
+        cdtype = _complex_dtype(self.dtype, inputs)
+        rdtype = _real_of(cdtype)
+        B = inputs.shape[0]
+        x = inputs.to(device=device, dtype=rdtype)
+        w = weights.to(device=device, dtype=rdtype)
+        if B == 0:
+            out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
+            return out.to(device=out_device, dtype=out_dtype)
+        plan = self.plan(circuit)
+        mode = self.mode if self.mode != "auto" else self.choose_mode(circuit, B, device, cdtype)
+        if mode == "unitary" and not plan.unitary_ok:
+            raise ValueError(
+                "TorchEngine: mode 'unitary' needs every gate after the product-state embedding "
+                "to be independent of the inputs; this circuit has input-bound gates there")
+        self.check_memory(circuit, B, mode, device, cdtype)
+        self.last_mode = mode
+        runner = self._runner(plan, device, cdtype)
+        sh, ps = runner.angles(x, w)
+        if mode == "gates":
+            if plan.init == "amplitude":
+                psi = runner.amplitude(x, B)
+            else:
+                psi = torch.zeros(B, 2**plan.n, dtype=cdtype, device=device)
+                psi[:, 0] = 1
+            mats = runner.op_matrices(plan.gate_ops, sh, ps, B)
+            psi = runner.apply_ops(psi, plan.gate_ops, mats, batch_last=False).transpose(0, 1)
+        else:
+            ops = runner.exec_ops
+            psi = runner.init_state(x, sh, ps, B)
+            mats = runner.op_matrices(ops, sh, ps, B)
+            if mode == "blocked":
+                psi = runner.apply_ops(psi, ops, mats)
+            elif mode == "unitary":
+                if ops:
+                    eye = torch.eye(2**plan.n, dtype=cdtype, device=device)
+                    U = runner.apply_ops(eye, ops, mats)  # columns U e_j
+                    psi = U @ psi
+            elif mode == "adjoint":
+                if ops:
+                    psi = _AdjointFn.apply(runner, psi, *mats)
+            else:  # pragma: no cover
+                raise ValueError(mode)
+        out = runner.measure(psi, fold=mode != "gates" and runner.fold)
+        return out.to(device=out_device, dtype=out_dtype)

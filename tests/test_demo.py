@@ -1,0 +1,46 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from qnn.demo import HybridClassifier, load_embedded, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_learns_digits(tmp_path, capsys):
+    out = tmp_path / "summary.json"
+    summary = main(["--epochs", "4", "--no-progress", "--out", str(out), "--n-qubits", "6"])
+    text = capsys.readouterr().out
+    assert len(re.findall(r"^epoch +\d+ .* test acc", text, flags=re.M)) == 4
+    hist = summary["history"]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    # 10 classes: chance is 0.1; a working hybrid is far above it after 4 epochs.
+    assert hist[-1]["test_acc"] > 0.5
+    assert json.loads(out.read_text())["history"] == hist
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar'; valid datasets are \['digits', 'mnist-sample'\]"):
+        load_embedded("cifar")
+
+
+def test_mnist_sample_ships_with_install():
+    X, y, k = load_embedded("mnist-sample")
+    assert X.shape == (5000, 784) and y.shape == (5000,) and k == 10
+    assert 0.0 <= X.min() and X.max() <= 1.0
+
+
+def test_hybrid_output_on_input_device_and_shape():
+    m = HybridClassifier(64, 10, n_qubits=4, n_layers=1, seed=0)
+    assert m(torch.rand(3, 64)).shape == (3, 10)
+
+
+def test_readme_quick_start_runs():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README has no python example"
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
