@@ -439,3 +439,41 @@ class TestErrors:
             coverage_score([0, 1, 1], np.zeros((2, 2), bool))
         with pytest.raises(ValueError, match="sets must be boolean"):
             mean_set_size(np.full((2, 2), 0.5))
+
+
+# ----------------------------------------------------------------------- qnn models
+def test_torch_model_through_adapter():
+    """A torch sigmoid model, seen through qnn.explain.as_predict_proba, is conformalised."""
+    import torch
+
+    from qnn.explain import as_predict_proba
+
+    torch.manual_seed(0)
+    X, y = make_classification(900, n_features=4, random_state=3)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid())
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    Xt, yt = torch.tensor(X[:300], dtype=torch.float32), torch.tensor(y[:300], dtype=torch.float32)
+    for _ in range(100):
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy(net(Xt).squeeze(-1), yt).backward()
+        opt.step()
+
+    class TorchEstimator:
+        classes_ = np.array([0, 1])
+        predict_proba = staticmethod(as_predict_proba(net))
+
+    cp = SplitConformalClassifier(TorchEstimator(), confidence_level=[0.8, 0.9], mondrian=True)
+    labels, sets = cp.conformalize(X[300:600], y[300:600]).predict_set(X[600:])
+    assert sets.shape == (300, 2, 2)
+    assert (coverage_score(y[600:], sets) > [0.7, 0.8]).all()
+
+
+def test_kacq_classifier():
+    models = pytest.importorskip("qnn.models", reason="qnn.models (KACQClassifier) not importable")
+    X, y = make_classification(160, n_features=11, random_state=4)
+    X = (X - X.min(0)) / (X.max(0) - X.min(0))
+    clf = models.KACQClassifier(epochs=1, seed=0, verbose=False).fit(X[:60], y[:60])
+    cp = SplitConformalClassifier(clf, confidence_level=0.8, conformity_score="aps").conformalize(X[60:110], y[60:110])
+    labels, sets = cp.predict_set(X[110:])
+    assert sets.shape == (50, 2, 1) and set(labels) <= {0, 1}
+    np.testing.assert_array_equal(cp.classes_, [0, 1])

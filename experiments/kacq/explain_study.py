@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import pickle
 import sys
 import time
@@ -118,27 +117,32 @@ def main(argv=None):
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--model-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None, help="KACQ max epochs (default 100; quick 2)")
-    ap.add_argument("--n-background", type=int, default=None, help="k-means centres (default 10; quick 3)")
-    ap.add_argument("--nsamples", type=int, default=None, help="Kernel SHAP coalitions per row (default 300)")
-    ap.add_argument("--lime-samples", type=int, default=None, help="LIME perturbations per row (default 1500)")
-    ap.add_argument("--grad-samples", type=int, default=None, help="Gradient SHAP samples per row (default 100)")
+    ap.add_argument("--n-background", type=int, default=None, help="k-means centres (default 8)")
+    ap.add_argument("--nsamples", type=int, default=None, help="Kernel SHAP coalitions per row (default 200)")
+    ap.add_argument("--lime-samples", type=int, default=None, help="LIME perturbations per row (default 1000)")
+    ap.add_argument("--grad-samples", type=int, default=None,
+                    help="Gradient SHAP samples per row (default 50; 0 skips Gradient SHAP)")
     ap.add_argument("--stability-rows", type=int, default=None, help="rows for the LIME seed study (default 20)")
     ap.add_argument("--stability-seeds", default="0,1,2")
     ap.add_argument("--rows", type=int, default=None, help="explain only the first N test rows (default: all)")
     ap.add_argument("--chunk", type=int, default=23, help="rows per cached chunk")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-rows", type=int, default=None,
+                    help="train on the first N training rows only (quick default 120)")
     args = ap.parse_args(argv)
     q = args.quick
-    args.epochs = args.epochs if args.epochs is not None else (2 if q else 100)
-    nbg = args.n_background if args.n_background is not None else (3 if q else 10)
-    nsamples = args.nsamples if args.nsamples is not None else (20 if q else 300)
-    lime_n = args.lime_samples if args.lime_samples is not None else (100 if q else 1500)
-    grad_n = args.grad_samples if args.grad_samples is not None else (8 if q else 100)
-    stab_rows = args.stability_rows if args.stability_rows is not None else (3 if q else 20)
+    args.epochs = args.epochs if args.epochs is not None else (1 if q else 100)
+    nbg = args.n_background if args.n_background is not None else (2 if q else 8)
+    nsamples = args.nsamples if args.nsamples is not None else (8 if q else 200)
+    lime_n = args.lime_samples if args.lime_samples is not None else (40 if q else 1000)
+    grad_n = args.grad_samples if args.grad_samples is not None else (4 if q else 50)
+    stab_rows = args.stability_rows if args.stability_rows is not None else (2 if q else 20)
     seeds = [int(s) for s in args.stability_seeds.split(",")]
+    if q and args.stability_seeds == "0,1,2":
+        seeds = [0, 1]
     for name, v in (("--n-background", nbg), ("--nsamples", nsamples), ("--lime-samples", lime_n),
                     ("--grad-samples", grad_n), ("--stability-rows", stab_rows), ("--chunk", args.chunk)):
-        if v < 1:
+        if v < (0 if name == "--grad-samples" else 1):
             ap.error(f"{name} must be >= 1; got {v}")
 
     import torch
@@ -159,8 +163,11 @@ def main(argv=None):
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=args.split_seed)
     sc = MinMaxScaler().fit(Xtr)
     Xtr, Xte = sc.transform(Xtr), sc.transform(Xte)
+    n_tr = args.train_rows if args.train_rows is not None else (120 if q else None)
+    if n_tr is not None:
+        Xtr, ytr = Xtr[:n_tr], ytr[:n_tr]
     if args.rows is not None or q:
-        n = args.rows if args.rows is not None else 6
+        n = args.rows if args.rows is not None else 4
         Xte, yte = Xte[:n], yte[:n]
     n = len(Xte)
     model, fit_s = train_model(Xtr, ytr, args, cache)
@@ -192,7 +199,7 @@ def main(argv=None):
                 "n_eval": np.array([r.n_evaluations])}
 
     t0 = time.perf_counter()
-    tag = f"ks_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_bg{nbg}_ns{nsamples}"
+    tag = f"ks_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_bg{nbg}_ns{nsamples}"
     ks = chunked(tag, ks_chunk, n, args.chunk, cache, "Kernel SHAP")
     ks_s = time.perf_counter() - t0
     kres = ShapResult(values=ks["values"], base_values=ks["base"], data=Xte, predictions=ks["pred"],
@@ -201,22 +208,24 @@ def main(argv=None):
 
     # ------------------------------------------------------------------ Gradient SHAP
     t0 = time.perf_counter()
-    gtag = f"gs_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_ns{grad_n}"
+    gtag = f"gs_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_ns{grad_n}"
 
     def gs_chunk(lo, hi):
         r = gradient_shap(model, Xtr, Xte[lo:hi], n_background=50, nsamples=grad_n, feature_names=names,
                           seed=lo, verbose=False)
         return {"values": r.values, "base": r.base_values, "pred": r.predictions}
 
-    gs = chunked(gtag, gs_chunk, n, args.chunk, cache, "Gradient SHAP")
+    gres = None
+    if grad_n > 0:
+        gs = chunked(gtag, gs_chunk, n, args.chunk, cache, "Gradient SHAP")
+        gres = ShapResult(values=gs["values"], base_values=gs["base"], data=Xte, predictions=gs["pred"],
+                          feature_names=names, method="gradient", n_evaluations=b_grad,
+                          info={"nsamples": grad_n, "n_background": 50})
     gs_s = time.perf_counter() - t0
-    gres = ShapResult(values=gs["values"], base_values=gs["base"], data=Xte, predictions=gs["pred"],
-                      feature_names=names, method="gradient", n_evaluations=b_grad,
-                      info={"nsamples": grad_n, "n_background": 50})
 
     # ------------------------------------------------------------------ LIME
     t0 = time.perf_counter()
-    ltag = f"lime_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_rs0"
+    ltag = f"lime_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_rs0"
     conds_all: list = []
 
     def lime_chunk(lo, hi):
@@ -235,7 +244,7 @@ def main(argv=None):
                       predictions=p_test, data=Xte, class_index=1, class_names=CLASS_NAMES,
                       feature_names=names, random_state=0, n_evaluations=b_lime)
     t0 = time.perf_counter()
-    stf = cache / f"stab_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_r{stab_rows}_{'-'.join(map(str, seeds))}.json"
+    stf = cache / f"stab_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_r{stab_rows}_{'-'.join(map(str, seeds))}.json"
     if stf.exists():
         stab = json.loads(stf.read_text())
     else:
@@ -249,10 +258,13 @@ def main(argv=None):
     # ------------------------------------------------------------------ outputs
     comp = {}
     for tag_, res in (("kernel_shap", kres), ("gradient_shap", gres), ("lime", lres)):
+        if res is None:
+            continue
         rk = res.ranking() if tag_ == "lime" else res.ranking(1)
         comp[tag_] = {"ranking": rk, "vs_paper": ranking_overlap(rk, PAPER_RANKING, k=3)}
     comp["kernel_vs_lime"] = ranking_overlap(kres.ranking(1), lres.ranking(), k=3)
-    comp["kernel_vs_gradient"] = ranking_overlap(kres.ranking(1), gres.ranking(1), k=3)
+    if gres is not None:
+        comp["kernel_vs_gradient"] = ranking_overlap(kres.ranking(1), gres.ranking(1), k=3)
     summary = {
         "command": "python experiments/kacq/explain_study.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "quick": bool(q),
@@ -261,7 +273,8 @@ def main(argv=None):
         "model": {"repr": repr(model), **perf},
         "paper_ranking": PAPER_RANKING,
         "kernel_shap": kres.to_dict(1) | {"seconds": ks_s},
-        "gradient_shap": gres.to_dict(1) | {"seconds": gs_s, "additivity_error": gres.additivity_error(1)},
+        "gradient_shap": (gres.to_dict(1) | {"seconds": gs_s, "additivity_error": gres.additivity_error(1)})
+        if gres is not None else None,
         "lime": lres.to_dict() | {"seconds": lime_s},
         "lime_stability": stab | {"seconds": stab_s},
         "ranking_comparison": comp,
@@ -272,14 +285,17 @@ def main(argv=None):
         w = csv.writer(fh)
         w.writerow(["feature", "paper_rank", "kernel_shap_mean_abs", "kernel_rank", "gradient_shap_mean_abs",
                     "gradient_rank", "lime_mean_abs", "lime_rank"])
-        gk, gg, gl = kres.global_importance(1), gres.global_importance(1), lres.global_importance()
+        gk, gl = kres.global_importance(1), lres.global_importance()
+        gg = gres.global_importance(1) if gres is not None else {}
         for feat in PAPER_RANKING:
             w.writerow([feat, PAPER_RANKING.index(feat) + 1, f"{gk[feat]:.5f}", list(gk).index(feat) + 1,
-                        f"{gg[feat]:.5f}", list(gg).index(feat) + 1, f"{gl[feat]:.5f}", list(gl).index(feat) + 1])
+                        f"{gg[feat]:.5f}" if gg else "", list(gg).index(feat) + 1 if gg else "",
+                        f"{gl[feat]:.5f}", list(gl).index(feat) + 1])
 
     kres.plot_bar(out / "shap_bar.png", class_index=1)
     kres.plot_beeswarm(out / "shap_beeswarm.png", class_index=1)
-    gres.plot_bar(out / "gradient_shap_bar.png", class_index=1)
+    if gres is not None:
+        gres.plot_bar(out / "gradient_shap_bar.png", class_index=1)
     i_hf = int(np.argmax(p_test[:, 1]))
     i_no = int(np.argmin(p_test[:, 1]))
     kres.plot_waterfall(out / "shap_waterfall_hf.png", index=i_hf, class_index=1)
@@ -291,10 +307,11 @@ def main(argv=None):
 
     print(f"\nKernel SHAP ({kres.n_evaluations:,} evaluations, {ks_s:.0f} s): additivity error "
           f"{kres.additivity_error(1):.2e}\n  ranking: {' > '.join(kres.ranking(1))}")
-    print(f"Gradient SHAP ({gs_s:.0f} s): {' > '.join(gres.ranking(1))}")
+    if gres is not None:
+        print(f"Gradient SHAP ({gs_s:.0f} s): {' > '.join(gres.ranking(1))}")
     print(f"LIME ({lime_s:.0f} s): {' > '.join(lres.ranking())}")
     print(f"paper:        {' > '.join(PAPER_RANKING)}")
-    for k in ("kernel_shap", "gradient_shap", "lime"):
+    for k in [k for k in ("kernel_shap", "gradient_shap", "lime") if k in comp]:
         v = comp[k]["vs_paper"]
         print(f"  {k:14s} vs paper: Spearman {v['spearman']:+.3f}  Kendall {v['kendall']:+.3f}  "
               f"top-3 Jaccard {v['top_k_jaccard']:.2f}")
@@ -314,6 +331,8 @@ def _plot_rank_comparison(comp, path):
     xs = np.arange(len(feats))
     ax.plot(xs, xs + 1, "k-o", label="paper (decision plot)")
     for k, mk in (("kernel_shap", "s"), ("gradient_shap", "^"), ("lime", "d")):
+        if k not in comp:
+            continue
         rk = comp[k]["ranking"]
         ax.plot(xs, [rk.index(f) + 1 for f in feats], mk + "--",
                 label=f"{k} (Spearman {comp[k]['vs_paper']['spearman']:+.2f})")

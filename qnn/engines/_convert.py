@@ -353,9 +353,16 @@ def pennylane_gate(qml, name: str, wires: tuple[int, ...], angles: list) -> None
         raise ValueError(f"PennyLane conversion: unsupported gate {name!r}")
 
 
-def pennylane_measurement(qml, meas: Measurement):
-    """``qml.expval`` of the Pauli word, or ``qml.probs`` on the wires (first wire most significant)."""
+def pennylane_measurement(qml, meas: Measurement, probs_as_projectors: bool = False):
+    """``qml.expval`` of the Pauli word, or ``qml.probs`` on the wires (first wire most
+    significant).  With ``probs_as_projectors`` the probabilities are returned as a tuple of
+    ``qml.expval(qml.Projector(bits, wires))`` in the same basis order (for adjoint
+    differentiation, whose ``qml.probs`` gradients are wrong in PennyLane 0.45.1)."""
     if meas.kind == "probs":
+        if probs_as_projectors:
+            k = len(meas.wires)
+            return tuple(qml.expval(qml.Projector([(i >> (k - 1 - j)) & 1 for j in range(k)], wires=list(meas.wires)))
+                         for i in range(2**k))
         return qml.probs(wires=list(meas.wires))
     ops = [{"X": qml.PauliX, "Y": qml.PauliY, "Z": qml.PauliZ}[ch](w)
            for ch, w in zip(meas.pauli, meas.wires) if ch != "I"]

@@ -20,7 +20,6 @@ from qnn.engines import Engine
 from qnn.engines._convert import (
     amplitude_states,
     circuit_key,
-    occurrence_angles,
     occurrence_plan,
     pennylane_angles,
     pennylane_gate,
@@ -107,9 +106,9 @@ class PennyLaneEngine(Engine):
             self._devices[n_qubits] = self._qml.device(self.device, wires=n_qubits, **self.device_kwargs)
         return self._devices[n_qubits]
 
-    def _qnode(self, circuit, which: tuple[int, ...]):
+    def _qnode(self, circuit, which: tuple[int, ...], projectors: bool = False):
         """QNode for the measurements ``which`` (indices into circuit.measurements)."""
-        key = (circuit_key(circuit), which)
+        key = (circuit_key(circuit), which, projectors)
         if key in self._qnodes:
             return self._qnodes[key]
         qml = self._qml
@@ -125,7 +124,11 @@ class PennyLaneEngine(Engine):
                 # constants as torch scalars: some PennyLane matrices reject numpy * torch mixes
                 angles = [a if torch.is_tensor(a) else torch.tensor(a, dtype=dt) for a in angles]
                 pennylane_gate(qml, g.name, g.wires, angles)
-            return tuple(pennylane_measurement(qml, m) for m in meas)
+            out = []
+            for m in meas:
+                r = pennylane_measurement(qml, m, projectors)
+                out.extend(r if isinstance(r, tuple) else (r,))
+            return tuple(out)
 
         qnode = qml.QNode(qfunc, self._device(n), interface="torch", diff_method=self.diff_method,
                           shots=self.shots)
@@ -142,6 +145,14 @@ class PennyLaneEngine(Engine):
         except Exception:  # pragma: no cover - defensive: fall back to the safe per-sample loop
             return "unknown"
 
+    @staticmethod
+    def _mixes_inputs_and_weights(circuit) -> bool:
+        """Does a gate take an input-bound angle and a weight-bound angle (or is the state
+        input-dependent while weights are trained)?"""
+        if circuit.state_prep is not None:
+            return True
+        return any({p.kind for p in g.params} >= {"input", "weight"} for g in circuit.gates)
+
     # ------------------------------------------------------------------ public
     def run(self, circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Evaluate ``circuit`` on ``inputs (B, n_inputs)`` with ``weights (n_weights,)``;
@@ -157,39 +168,35 @@ class PennyLaneEngine(Engine):
             return (x.sum() * 0 + w.sum() * 0).expand(0, circuit.n_outputs).to(device)
         psi = amplitude_states("PennyLaneEngine", circuit, x) if circuit.state_prep is not None else None
         plan = occurrence_plan(circuit)
-        theta = occurrence_angles(plan, x, w)  # (B, P)
-        mask_in = torch.as_tensor(plan.is_input)
-        theta_in = theta[:, mask_in]  # (B, P_in) broadcast over the batch
-        theta_w = theta[0, ~mask_in] if plan.n_occurrences else theta[0]  # (P_w,) shared
+        # input-bound angles (B, P_in) are broadcast over the batch; weight-bound ones (P_w,)
+        # are shared.  Built separately so that only weight angles depend on the weights.
+        m = plan.is_input
+        theta_in = x[:, torch.as_tensor(plan.index[m], dtype=torch.long)] * torch.as_tensor(plan.scale[m], dtype=out_dtype) \
+            + torch.as_tensor(plan.offset[m], dtype=out_dtype)
+        theta_w = w[torch.as_tensor(plan.index[~m], dtype=torch.long)] * torch.as_tensor(plan.scale[~m], dtype=out_dtype) \
+            + torch.as_tensor(plan.offset[~m], dtype=out_dtype)
 
-        # measurement groups: adjoint cannot mix probabilities with non-diagonal observables
-        groups = [tuple(range(len(circuit.measurements)))]
-        qnode, _ = self._qnode(circuit, groups[0])
+        which = tuple(range(len(circuit.measurements)))
+        qnode, _ = self._qnode(circuit, which)
         method = self._resolved_method(qnode, (theta_in, theta_w, psi))
         if method == "adjoint":
-            exp = tuple(i for i, m in enumerate(circuit.measurements) if m.kind == "expval")
-            prb = tuple(i for i, m in enumerate(circuit.measurements) if m.kind == "probs")
-            groups = [g for g in (exp, prb) if g]
-        broadcast_needs_grad = x.requires_grad
-        broadcast = method == "backprop" or not broadcast_needs_grad or not torch.is_grad_enabled()
-        pieces: dict[int, torch.Tensor] = {}
-        for grp in groups:
-            qnode, _ = self._qnode(circuit, grp)
-            if broadcast:
-                res = qnode(theta_in, theta_w, psi)
-                cols = [r.reshape(B, -1) for r in res]
-            else:
-                rows = []
-                for b in range(B):
-                    res = qnode(theta_in[b], theta_w, None if psi is None else psi[b])
-                    rows.append(torch.cat([r.reshape(-1) for r in res]))
-                flat = torch.stack(rows)
-                cols, start = [], 0
-                for i in grp:
-                    k = circuit.measurements[i].n_outputs
-                    cols.append(flat[:, start: start + k])
-                    start += k
-            for i, col in zip(grp, cols):
-                pieces[i] = col
-        out = torch.cat([pieces[i] for i in range(len(circuit.measurements))], dim=1)
+            # probabilities as projector expectation values: PennyLane 0.45.1's adjoint
+            # gradient of qml.probs is wrong on some circuits, and it refuses to mix qml.probs
+            # with non-diagonal observables
+            qnode, _ = self._qnode(circuit, which, projectors=True)
+        # PennyLane differentiates broadcast tapes only by backprop, or by parameter-shift /
+        # finite-diff when no trainable angle sits in a broadcast (input-bound) gate: else loop
+        need_grad = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
+        broadcast = (not need_grad or method == "backprop"
+                     or (method in ("parameter-shift", "finite-diff") and not x.requires_grad
+                         and not self._mixes_inputs_and_weights(circuit)))
+        if broadcast:
+            res = qnode(theta_in, theta_w, psi)
+            out = torch.cat([r.reshape(B, -1) for r in res], dim=1)
+        else:
+            rows = []
+            for b in range(B):
+                res = qnode(theta_in[b], theta_w, None if psi is None else psi[b])
+                rows.append(torch.cat([r.reshape(-1) for r in res]))
+            out = torch.stack(rows)
         return out.to(device=device, dtype=out_dtype)

@@ -106,6 +106,7 @@ class QiskitEngine(Engine):
             opts = {"method": method}
             if noise_model is not None:
                 opts["noise_model"] = noise_model
+            self._backend_options = opts
             self._sim = aer.AerSimulator(**opts)
             self._sampler_cls = import_optional("qiskit_aer.primitives", feature="QiskitEngine").SamplerV2
 
@@ -217,7 +218,8 @@ class QiskitEngine(Engine):
                         pubs.append((tqc, vals) if tqc.num_parameters else (tqc, np.zeros((len(rows), 0))))
                         where.append((g, rows))
             seed = None if self.seed is None else int(self._rng.integers(2**31 - 1))
-            sampler = self._sampler_cls(default_shots=self.shots, seed=seed)
+            sampler = self._sampler_cls(default_shots=self.shots, seed=seed,
+                                        options={"backend_options": dict(self._backend_options)})
             result = sampler.run(pubs, shots=self.shots).result()
             for (g, rows), pub_res in zip(where, result):
                 bits = unpack_bits(pub_res.data.meas, n).reshape(len(rows), self.shots, n) \

@@ -19,8 +19,9 @@ run on one of four paths, all exact and all differentiable by autograd:
     the blocked ops inside a custom ``autograd.Function`` whose backward un-computes the
     state gate by gate (adjoint differentiation), keeping O(1) states in memory.
 
-``mode="auto"`` picks ``unitary`` for small registers, ``adjoint`` for large ones (or when
-the autograd path would not fit in memory) and ``blocked`` otherwise.
+``mode="auto"`` picks ``unitary`` for small registers (``n <= 6`` and ``2**n <= B``),
+``adjoint`` when the autograd path's memory estimate exceeds ``autograd_max_bytes`` (2 GiB)
+or the memory limit, and ``blocked`` otherwise.
 
 Example:
     >>> import torch, qnn
@@ -560,9 +561,12 @@ class TorchEngine(Engine):
             (see the module docstring).  A forced mode the circuit cannot use raises ValueError.
         max_memory_bytes: memory limit for the pre-allocation check; default: available RAM
             (CPU) or free device memory (CUDA).
-        block_size: most wires per fused single-qubit block (default 6 on CPU).
-        unitary_max_qubits: largest register for the automatic unitary path (default 6).
-        adjoint_min_qubits: smallest register for the automatic adjoint path (default 14).
+        block_size: most wires per fused single-qubit block (default: 4, or all wires up to 5;
+            measured best on a 2-core CPU for 8-16 qubits).
+        unitary_max_qubits: largest register for the automatic unitary path (default 6; it
+            is also only taken when ``2**n <= B``).
+        autograd_max_bytes: ``auto`` takes the autograd ``blocked`` path while its estimated
+            memory stays below this and the memory limit, else ``adjoint`` (default 2 GiB).
 
     Raises:
         MemoryLimitError: (a MemoryError and ValueError) when the estimated memory exceeds
@@ -582,14 +586,15 @@ class TorchEngine(Engine):
     name = "torch"
 
     def __init__(self, dtype=None, device=None, mode: str = "auto", max_memory_bytes: int | None = None,
-                 block_size: int = 6, unitary_max_qubits: int = 6, adjoint_min_qubits: int = 14):
+                 block_size: int | None = None, unitary_max_qubits: int = 6,
+                 autograd_max_bytes: int = 2 * 2**30):
         if mode not in MODES:
             raise ValueError(f"TorchEngine: mode must be one of {list(MODES)}; got {mode!r}")
         if dtype is not None:
             _complex_dtype(dtype, torch.zeros(0))
         if max_memory_bytes is not None and (not isinstance(max_memory_bytes, (int, float)) or max_memory_bytes <= 0):
             raise ValueError(f"TorchEngine: max_memory_bytes must be a positive number; got {max_memory_bytes!r}")
-        if not isinstance(block_size, int) or block_size < 1:
+        if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
             raise ValueError(f"TorchEngine: block_size must be a positive int; got {block_size!r}")
         self.dtype = dtype
         self.device = None if device is None else torch.device(device)
@@ -597,7 +602,7 @@ class TorchEngine(Engine):
         self.max_memory_bytes = max_memory_bytes
         self.block_size = block_size
         self.unitary_max_qubits = unitary_max_qubits
-        self.adjoint_min_qubits = adjoint_min_qubits
+        self.autograd_max_bytes = autograd_max_bytes
         self._plans: dict = {}
         self._runners: dict = {}
         self.last_mode: str | None = None
@@ -613,7 +618,8 @@ class TorchEngine(Engine):
         hit = self._plans.get(id(circuit))
         if hit is not None and hit[0] is circuit and hit[1] == fp:
             return hit[2]
-        plan = compile_circuit(circuit, self.block_size)
+        bs = self.block_size or (circuit.n_qubits if circuit.n_qubits <= 5 else 4)
+        plan = compile_circuit(circuit, bs)
         plan.state_prep = circuit.state_prep
         self._plans[id(circuit)] = (circuit, fp, plan)
         for key in [k for k in self._runners if k[0] == id(plan)]:
@@ -631,16 +637,18 @@ class TorchEngine(Engine):
 
     # ------------------------------------------------------------------ memory
     def estimate_bytes(self, circuit: Circuit, batch: int, mode: str, cdtype=torch.complex64) -> int:
-        """Estimated peak bytes of one forward+backward on ``mode`` (not ``"auto"``)."""
-        plan = self.plan(circuit)
+        """Estimated peak bytes of one forward+backward on ``mode`` (not ``"auto"``): the state
+        size ``batch * 2**n * itemsize`` times a factor: 6 for ``adjoint``, ``4 + 2 * ops`` for
+        ``blocked``, ``4 + 3 * gates`` for ``gates``; ``unitary`` adds ``(4 + 2 * ops) * 4**n * itemsize``."""
         item = torch.empty((), dtype=cdtype).element_size()
-        state = batch * 2**plan.n * item
+        state = batch * 2**circuit.n_qubits * item
+        if mode == "adjoint":
+            return state * _ADJOINT_FACTOR
+        plan = self.plan(circuit)
         if mode == "gates":
             return state * (_AUTOGRAD_BASE + 3 * len(plan.gate_ops))
         if mode == "blocked":
             return state * (_AUTOGRAD_BASE + 2 * len(plan.ops))
-        if mode == "adjoint":
-            return state * _ADJOINT_FACTOR
         if mode == "unitary":
             return 4**plan.n * item * (_AUTOGRAD_BASE + 2 * len(plan.ops)) + state * _AUTOGRAD_BASE
         raise ValueError(f"TorchEngine: unknown mode {mode!r}")
@@ -654,9 +662,8 @@ class TorchEngine(Engine):
         n = plan.n
         if plan.unitary_ok and n <= self.unitary_max_qubits and 2**n <= batch:
             return "unitary"
-        if n >= self.adjoint_min_qubits:
-            return "adjoint"
-        if self.estimate_bytes(circuit, batch, "blocked", cdtype) > self._limit(device):
+        need = self.estimate_bytes(circuit, batch, "blocked", cdtype)
+        if need > min(self._limit(device), self.autograd_max_bytes):
             return "adjoint"
         return "blocked"
 
@@ -699,6 +706,8 @@ class TorchEngine(Engine):
         if B == 0:
             out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
             return out.to(device=out_device, dtype=out_dtype)
+        # the cheapest path must fit before anything of size 2**n is compiled or allocated
+        self.check_memory(circuit, B, "adjoint", device, cdtype)
         plan = self.plan(circuit)
         mode = self.mode if self.mode != "auto" else self.choose_mode(circuit, B, device, cdtype)
         if mode == "unitary" and not plan.unitary_ok:

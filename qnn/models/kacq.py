@@ -512,16 +512,23 @@ class KACQClassifier:
             torch.set_num_threads(old_threads)
         return self
 
+    def _make_module(self, n_features: int) -> nn.Module:
+        """The torch module to train (subclasses swap the architecture); needs ``logits``."""
+        kwargs = dict(self.model_kwargs)
+        kwargs.setdefault("n_features", n_features)
+        return KACQDCNN(seed=self.seed, **kwargs)
+
     def _train(self, X, y, Xv, yv) -> None:
         gen = torch.Generator().manual_seed(self.seed if self.seed is not None else int(torch.seed() % 2**31))
         if self.seed is not None:
             torch.manual_seed(self.seed)  # dropout masks
-        kwargs = dict(self.model_kwargs)
-        kwargs.setdefault("n_features", X.shape[1])
-        self.model_ = model = KACQDCNN(seed=self.seed, **kwargs)
+        self.model_ = model = self._make_module(X.shape[1])
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
         Xvt, yvt = torch.from_numpy(np.asarray(Xv, np.float32)), torch.from_numpy(yv)
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        try:  # the fused CPU kernel is ~4x faster than the default on these 3 M parameters
+            opt = torch.optim.Adam(model.parameters(), lr=self.lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         lr = self.lr
         best_acc, best_acc_state, best_acc_epoch = -1.0, None, 0
         best_loss, best_loss_state, best_loss_epoch = math.inf, None, 0
@@ -534,7 +541,7 @@ class KACQClassifier:
 
             bar = tqdm(bar, desc="KACQ-DCNN", unit="epoch")
         for epoch in bar:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model.train()
             perm = torch.randperm(n, generator=gen)
             tot = 0.0
@@ -551,7 +558,7 @@ class KACQClassifier:
                 vloss = F.binary_cross_entropy_with_logits(zv, yvt).item()
                 vacc = ((zv > 0).float() == yvt).float().mean().item()
             rec = {"epoch": epoch + 1, "loss": tot / n, "val_loss": vloss, "val_accuracy": vacc, "lr": lr,
-                   "time_s": time.perf_counter() - t0}
+                   "time_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
             self.history_.append(rec)
             if self.verbose:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", val_loss=f"{vloss:.3f}", val_acc=f"{vacc:.3f}")

@@ -96,41 +96,93 @@ def _kron_ry(theta: Tensor) -> Tensor:
 
 
 class _NeuronStage(torch.autograd.Function):
-    """``W`` sequential neurons on the workspace, one autograd node with a hand-written backward.
+    """One stage — optional ``Ry`` on every workspace lane, then ``W`` sequential neurons — as a
+    single autograd node with a hand-written backward.
 
-    Neuron ``j`` acts on workspace lane ``j``: ``psi <- C[j] * psi + S[j] * flip_j(psi)`` where
-    ``flip_j`` swaps the two values of lane ``j`` (``S`` carries the sign of the ``-iY`` mix).
+    The state is stored batch-last, ``psi (2^W, B)``, so every half-view below is contiguous
+    in runs of at least ``B`` numbers.  Both a neuron and an ``Ry(theta)`` on workspace lane ``j``
+    act on the view ``(2^j, 2, 2^(W-1-j) * B)`` of ``psi`` as::
+
+        new0 = c * v0 - s * v1,    new1 = c * v1 + s * v0
+
+    for a rotation with the scalars ``c, s = cos(theta/2), sin(theta/2)`` (``R[j]``), for neuron ``j``
+    with the tables ``c = T[j, 0]``, ``s = T[j, 1]`` viewed as ``(2^j, 2^(W-1-j) * B)``; ``T`` has shape
+    ``(W, 2, 2^(W-1), B)`` (the out bit removed from the basis index) and ``R`` shape ``(W, 2)`` or
+    ``(0, 2)`` (no rotations).
     """
 
     @staticmethod
-    def forward(ctx, psi: Tensor, C: Tensor, S: Tensor) -> Tensor:
-        W = C.shape[0]
-        B, D = psi.shape
-        states = []
-        flips = []
-        for j in range(W):
-            fl = psi.view(B, 1 << j, 2, D >> (j + 1)).flip(2).reshape(B, D)
-            states.append(psi)
-            flips.append(fl)
-            psi = torch.addcmul(C[j] * psi, S[j], fl)
-        ctx.save_for_backward(C, S, torch.stack(states), torch.stack(flips))
-        return psi
+    def _fwd_op(src, dst, c, s, a, r):
+        v0, v1 = src.view(a, 2, r).unbind(1)
+        o0, o1 = dst.view(a, 2, r).unbind(1)
+        torch.mul(v0, c, out=o0)
+        o0.addcmul_(s, v1, value=-1.0) if isinstance(s, Tensor) and s.dim() else o0.add_(v1, alpha=-float(s))
+        torch.mul(v1, c, out=o1)
+        o1.addcmul_(s, v0) if isinstance(s, Tensor) and s.dim() else o1.add_(v0, alpha=float(s))
+
+    @staticmethod
+    def forward(ctx, psi: Tensor, T: Tensor, R: Tensor) -> Tensor:
+        W = T.shape[0]
+        nr = R.shape[0]
+        D, B = psi.shape
+        states = psi.new_empty(nr + W + 1, D, B)
+        states[0].copy_(psi)
+        Rl = R.tolist()
+        for i in range(nr + W):
+            j = i if i < nr else i - nr
+            a, r = 1 << j, (D >> (j + 1)) * B
+            if i < nr:
+                c, s = Rl[i]
+            else:
+                c, s = T[j, 0].view(a, r), T[j, 1].view(a, r)
+            _NeuronStage._fwd_op(states[i], states[i + 1], c, s, a, r)
+        ctx.save_for_backward(T, R, states)
+        return states[nr + W].clone()
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        C, S, states, flips = ctx.saved_tensors
-        W = C.shape[0]
-        B, D = g.shape
-        gC = torch.empty_like(C) if ctx.needs_input_grad[1] else None
-        gS = torch.empty_like(S) if ctx.needs_input_grad[2] else None
-        for j in range(W - 1, -1, -1):
-            if gC is not None:
-                torch.mul(g, states[j], out=gC[j])
-            if gS is not None:
-                torch.mul(g, flips[j], out=gS[j])
-            sg = (S[j] * g).view(B, 1 << j, 2, D >> (j + 1)).flip(2).reshape(B, D)
-            g = torch.addcmul(sg, C[j], g)
-        return g, gC, gS
+        T, R, states = ctx.saved_tensors
+        W = T.shape[0]
+        nr = R.shape[0]
+        D, B = g.shape
+        gT = torch.empty_like(T) if ctx.needs_input_grad[1] else None
+        gR = [] if ctx.needs_input_grad[2] else None
+        Rl = R.tolist()
+        g = g.contiguous()
+        ng = torch.empty_like(g)
+        for i in range(nr + W - 1, -1, -1):
+            j = i if i < nr else i - nr
+            a, r = 1 << j, (D >> (j + 1)) * B
+            v0, v1 = states[i].view(a, 2, r).unbind(1)
+            g0, g1 = g.view(a, 2, r).unbind(1)
+            n0, n1 = ng.view(a, 2, r).unbind(1)
+            if i < nr:
+                c, s = Rl[i]
+                if gR is not None:
+                    gf, vf = g.view(a, 2, r), states[i].view(a, 2, r)
+                    gc = (gf * vf).sum()
+                    gs = (g1 * v0).sum() - (g0 * v1).sum()
+                    gR.append(torch.stack((gc, gs)))
+                torch.mul(g0, c, out=n0)
+                n0.add_(g1, alpha=s)
+                torch.mul(g1, c, out=n1)
+                n1.add_(g0, alpha=-s)
+            else:
+                c, s = T[j, 0].view(a, r), T[j, 1].view(a, r)
+                if gT is not None:
+                    gc, gs = gT[j, 0].view(a, r), gT[j, 1].view(a, r)
+                    torch.mul(g0, v0, out=gc)
+                    gc.addcmul_(g1, v1)
+                    torch.mul(g1, v0, out=gs)
+                    gs.addcmul_(g0, v1, value=-1.0)
+                torch.mul(c, g0, out=n0)
+                n0.addcmul_(s, g1)
+                torch.mul(c, g1, out=n1)
+                n1.addcmul_(s, g0, value=-1.0)
+            g, ng = ng, g
+        if gR is not None:
+            gR = torch.stack(gR[::-1]) if gR else torch.zeros_like(R)
+        return g, gT, gR
 
 
 class QRNNCell(nn.Module):
@@ -213,11 +265,10 @@ class QRNNCell(nn.Module):
         # index/sign tables, rebuilt on .to(device) as buffers (not saved in state_dict)
         sh = torch.tensor([N - 1 - o for o in outs]).view(-1, 1)
         x = torch.arange(1 << N).view(1, -1)
-        bit = (x >> sh) & 1  # (n_neurons, 2^N) value of each neuron's out bit
+
         low = (1 << sh) - 1
         src = ((x >> (sh + 1)) << sh) | (x & low)
         self.register_buffer("_src_index", src, persistent=False)
-        self.register_buffer("_out_sign", (2 * bit - 1).to(dtype or torch.get_default_dtype()), persistent=False)
         self.register_buffer("_word_weights", 2 ** torch.arange(I - 1, -1, -1), persistent=False)
         self.reset_parameters()
 
@@ -247,11 +298,20 @@ class QRNNCell(nn.Module):
 
     # ------------------------------------------------------------------ tables
     def tables(self) -> dict:
-        """Per-neuron branch tables for one forward pass (they depend on parameters only).
+        """Per-neuron branch tables for one forward pass (they depend on the parameters only).
 
-        Returns a dict with ``ws_c``, ``ws_s`` of shape ``(W(S+1), 2**I, 2**W)`` (``s`` carries
-        the sign of the ``-iY`` mixing), ``out_c``, ``out_s`` of shape ``(I, 2**N)`` and the kernel
-        unitaries ``kernel`` (``(S, 2**W, 2**W)`` or per-lane angles when ``W > 10``).
+        Returns a dict with
+
+        * ``ws``: ``(W(S+1) * 2 * 2**(W-1), 2**I)`` the ``(c, s)`` of every workspace neuron for every
+          basis state of the other workspace lanes (the out bit removed) and every input word;
+        * ``F``: ``(2**I, 2**W)`` the output stage in closed form: since the inout lanes start in
+          ``|0..0>`` and output neuron ``o`` only sees earlier output lanes set, the amplitude of
+          word ``m`` is ``psi_w * F[m, w]`` with ``F[m] = prod_o (c_o if m_o = 0 else s_o)``;
+        * ``F_partial``: the same product after the first ``o + 1`` output neurons (for tracking);
+        * ``kernel``: ``(S, 2**W, 2**W)`` unitary-layer matrices (per-lane angles if ``W > 10``);
+        * ``log_scale2``: ``log`` of the constant factor applied to ``c^2 + s^2`` (cancels in the
+          renormalisation; keeps unnormalised amplitudes around 1);
+        * ``raw``: unscaled ``(c, s)`` of the same layout as ``ws`` (only needed for tracking).
         """
         I, W, N = self.input_size, self.hidden_size, self.n_qubits
         phi = torch.stack([n.phi for n in self.neurons])
@@ -260,29 +320,50 @@ class QRNNCell(nn.Module):
         eta = poly.gather(1, self._src_index) + (theta + math.pi / 2).unsqueeze(1)
         half = eta / 2
         p = 1 << self.order
-        c, s = torch.cos(half) ** p, torch.sin(half) ** p
+        c_raw, s_raw = torch.cos(half) ** p, torch.sin(half) ** p
         if self.mode == "unitary":
-            r = torch.sqrt(c * c + s * s)
-            c, s = c / r, s / r
+            r = torch.sqrt(c_raw * c_raw + s_raw * s_raw)
+            c, s = c_raw / r, s_raw / r
             scale = 1.0
         else:
-            # constant rescaling (cancels in the renormalisation) keeps |c|^2+|s|^2 around 1
+            # a constant factor (cancels in the renormalisation) keeps c^2+s^2 within 2^(+-(2^ord-1)/2)
             scale = 2.0 ** ((p - 1) / 2)
-            c, s = c * scale, s * scale
-        s = s * self._out_sign
+            c, s = c_raw * scale, s_raw * scale
         nw = W * (self.stages + 1)
-        t = {
-            "ws_c": c[:nw].reshape(nw, 1 << I, 1 << W),
-            "ws_s": s[:nw].reshape(nw, 1 << I, 1 << W),
-            "out_c": c[nw:],
-            "out_s": s[nw:],
-            "scale2": scale * scale,
-        }
-        t["ws_c_stage"] = t["ws_c"].split(W)
-        t["ws_s_stage"] = t["ws_s"].split(W)
+
+        def ws_half(cc, ss):
+            out = []
+            for k in range(nw):
+                j = k % W
+                v = torch.stack((cc[k], ss[k])).view(2, 1 << I, 1 << j, 2, 1 << (W - 1 - j))[:, :, :, 0]
+                out.append(v.reshape(2, 1 << I, -1))
+            return torch.stack(out).permute(0, 1, 3, 2).reshape(-1, 1 << I)  # (nW*2*2^(W-1), 2^I)
+
+        t = {"ws": ws_half(c, s), "log_scale2": math.log(scale * scale), "mode": self.mode}
+        t["ws_stage"] = t["ws"].split(W * (1 << W), 0)
+        # output stage in closed form
+        co = c[nw:].view(I, 1 << I, 1 << W)
+        so = s[nw:].view(I, 1 << I, 1 << W)
+        F_partial = []
+        prev = None
+        for o in range(I):
+            rows = []
+            for m in range(1 << (o + 1)):
+                prefix = m >> 1  # bits of lanes 0..o-1
+                word = prefix << (I - o)  # inout basis with lanes >= o at 0
+                f = co[o, word] if (m & 1) == 0 else so[o, word]
+                rows.append(f if prev is None else prev[prefix] * f)
+            prev = torch.stack(rows)
+            F_partial.append(prev)
+        t["F"] = prev
+        t["F_partial"] = F_partial
+        t["raw"] = (c_raw, s_raw, ws_half(c_raw, s_raw), nw)
+        th = self.unitary_theta
+        t["kernel_cs"] = torch.stack((torch.cos(th / 2), torch.sin(th / 2)), -1)  # (S, W, 2)
+        t["no_rot"] = th.new_zeros(0, 2)
         if self.stages:
             if W <= 10:
-                t["kernel"] = torch.stack([_kron_ry(th).T for th in self.unitary_theta])
+                t["kernel"] = torch.stack([_kron_ry(th) for th in self.unitary_theta])
             else:
                 t["kernel"] = self.unitary_theta
         return t
@@ -339,70 +420,122 @@ class QRNNCell(nn.Module):
         return words.long()
 
     # ------------------------------------------------------------------ simulation
-    def _apply_lane(self, psi: Tensor, c: Tensor, s: Tensor, a: int, b: int) -> Tensor:
-        flipped = psi.view(psi.shape[0], a, 2, b).flip(2).reshape(psi.shape)
-        return torch.addcmul(c * psi, s, flipped)
+    # Internally states are batch-last: psi (2**W, B).
+    @staticmethod
+    def _mix(psi: Tensor, c: Tensor, s: Tensor, a: int, b: int) -> Tensor:
+        """Autograd version of one neuron (``c I + s (-iY)``) on the lane with ``a`` basis blocks above it;
+        ``psi (a*2*b, B)``, ``c, s`` of shape ``(a*b, B)`` or ``(a*b, 1)``."""
+        B = psi.shape[1]
+        v = psi.view(a, 2, b, B)
+        c, s = c.reshape(a, b, -1), s.reshape(a, b, -1)
+        v0, v1 = v[:, 0], v[:, 1]
+        return torch.stack((c * v0 - s * v1, c * v1 + s * v0), 1).reshape(psi.shape)
 
-    def _pre_readout(self, psi: Tensor, x: Tensor, t: dict, track: bool):
-        """Input + kernel + output stages; returns the unnormalised full state ``(B, 2**I, 2**W)``,
-        its squared norm relative to the input (the step's pass probability) and per-neuron
-        pass probabilities if ``track``."""
+    def _kernel(self, psi: Tensor, K: Tensor) -> Tensor:
+        if K.dim() == 2:
+            return K @ psi
+        W = self.hidden_size
+        for j in range(W):
+            cs, sn = torch.cos(K[j] / 2), torch.sin(K[j] / 2)
+            h = 1 << (W - 1)
+            psi = self._mix(psi, cs.expand(h, 1), sn.expand(h, 1), 1 << j, 1 << (W - 1 - j))
+        return psi
+
+    def _workspace(self, psi: Tensor, x: Tensor, t: dict, track: bool):
+        """Input and kernel stages on the workspace state ``psi (2**W, B)`` for input words ``x (B,)``.
+
+        Returns the unnormalised workspace state and, if ``track``, the list of per-neuron
+        single-pass success probabilities (each ``(B,)``).
+        """
         I, W = self.input_size, self.hidden_size
-        B = psi.shape[0]
-        if track:
-            ws_c = t["ws_c"][:, x].unbind(0)  # nW x (B, 2^W)
-            ws_s = t["ws_s"][:, x].unbind(0)
-        scale2 = t["scale2"]
-        renorm = self.mode != "unitary"
-        log_succ = torch.zeros(B, dtype=psi.dtype, device=psi.device)
+        D, B = psi.shape
+        nw = W * (self.stages + 1)
+        onehot = torch.nn.functional.one_hot(x, 1 << I).to(psi.dtype).T  # (2^I, B)
         neuron_p = [] if track else None
-        k = 0
+        if track:
+            raw = (t["raw"][2] @ onehot).view(nw, 2, D // 2, B)
+        # renormalise inside the step only when the unnormalised norm could leave float range
+        budget = 0.0
+        per_neuron = ((1 << self.order) - 1) / 2  # log2 bound of |c^2+s^2| after scaling
         for stage in range(self.stages + 1):
-            if stage > 0:
-                K = t["kernel"][stage - 1]
-                if K.dim() == 2:
-                    psi = psi @ K
-                else:  # per-lane Ry for large W
-                    for j in range(W):
-                        cs = torch.cos(K[j] / 2)
-                        sn = torch.sin(K[j] / 2) * torch.tensor([-1.0, 1.0], dtype=psi.dtype, device=psi.device)
-                        psi = self._apply_lane(psi, cs, sn.view(1, 2, 1).expand(1 << j, 2, 1 << (W - 1 - j)).reshape(-1), 1 << j, 1 << (W - 1 - j))
+            fused = not track and stage > 0 and "kernel_cs" in t
+            if stage > 0 and not fused:
+                psi = self._kernel(psi, t["kernel"][stage - 1])
+            if t["mode"] != "unitary" and budget + per_neuron * W > 60:
+                psi = psi / psi.norm(dim=0, keepdim=True)
+                budget = 0.0
+            budget += per_neuron * W
+            Ts = (t["ws_stage"][stage] @ onehot).view(W, 2, D // 2, B)
             if track:
                 for j in range(W):
-                    new = self._apply_lane(psi, ws_c[k], ws_s[k], 1 << j, 1 << (W - 1 - j))
-                    pn = new.pow(2).sum(-1) / psi.pow(2).sum(-1)
-                    neuron_p.append(pn / scale2)
-                    psi = new
-                    k += 1
+                    a, b = 1 << j, 1 << (W - 1 - j)
+                    k = stage * W + j
+                    n_in = psi.pow(2).sum(0)
+                    pr = self._mix(psi, raw[k, 0], raw[k, 1], a, b)
+                    neuron_p.append(pr.pow(2).sum(0) / n_in)
+                    psi = self._mix(psi, Ts[j, 0], Ts[j, 1], a, b)
             else:
-                psi = _NeuronStage.apply(psi, t["ws_c_stage"][stage][:, x], t["ws_s_stage"][stage][:, x])
-            if renorm:
-                n2 = psi.pow(2).sum(-1)
-                log_succ = log_succ + torch.log(n2) - W * math.log(scale2)
-                psi = psi / torch.sqrt(n2).unsqueeze(-1)
-        out_c, out_s = t["out_c"].unbind(0), t["out_s"].unbind(0)
-        full = torch.cat((psi.unsqueeze(1), psi.new_zeros(B, (1 << I) - 1, 1 << W)), 1).reshape(B, -1)
-        N = self.n_qubits
-        for o in range(I):
-            new = self._apply_lane(full, out_c[o], out_s[o], 1 << o, 1 << (N - 1 - o))
-            if track:
-                neuron_p.append(new.pow(2).sum(-1) / full.pow(2).sum(-1) / scale2)
-            full = new
-        n2 = full.pow(2).sum(-1)
-        if renorm:
-            log_succ = log_succ + torch.log(n2) - I * math.log(scale2)
-        succ = torch.exp(log_succ)
-        if track:
-            neuron_p = torch.stack(neuron_p, -1)
-        return full.view(B, 1 << I, 1 << W), n2, succ, neuron_p
+                R = t["kernel_cs"][stage - 1] if fused else t["no_rot"]
+                psi = _NeuronStage.apply(psi, Ts, R)
+        return psi, neuron_p
 
-    def _readout(self, full: Tensor, n2: Tensor, m: Tensor):
-        pw = full.pow(2).sum(-1)  # (B, 2^I)
+    def _output_probs(self, psi: Tensor, t: dict):
+        """Unnormalised word weights ``pw (B, 2**I)`` and their sum ``n2 (B,)`` for workspace ``psi (2**W, B)``."""
+        F = t["F"]
+        pw = ((F * F) @ (psi * psi)).T
+        return pw, pw.sum(-1)
+
+    def _output_track(self, psi: Tensor, t: dict) -> list:
+        """Per-output-neuron single-pass success probabilities (unscaled), each ``(B,)``."""
+        c_raw, s_raw, _, nw = t["raw"]
+        I, W = self.input_size, self.hidden_size
+        q = psi * psi
+        out = []
+        prev = q.sum(0)
+        prev_rows = None
+        for o in range(I):
+            co = c_raw[nw + o].view(1 << I, 1 << W)
+            so = s_raw[nw + o].view(1 << I, 1 << W)
+            rows = []
+            for m in range(1 << (o + 1)):
+                prefix = m >> 1
+                word = prefix << (I - o)
+                f = co[word] if (m & 1) == 0 else so[word]
+                rows.append(f if prev_rows is None else prev_rows[prefix] * f)
+            prev_rows = torch.stack(rows)
+            tot = ((prev_rows * prev_rows) @ q).sum(0)
+            out.append(tot / prev)
+            prev = tot
+        return out
+
+    def _step_core(self, psi: Tensor, x: Tensor, t: dict, track: bool):
+        psi_w, neuron_p = self._workspace(psi, x, t, track)
+        pw, n2 = self._output_probs(psi_w, t)
+        n_neur = self.num_neurons
+        if t["mode"] == "unitary":
+            succ = torch.ones_like(n2)
+        else:
+            succ = n2 / psi.pow(2).sum(0) * math.exp(-n_neur * t["log_scale2"])
+        if track:
+            neuron_p = torch.stack(neuron_p + self._output_track(psi_w, t), -1)
+            if t["mode"] != "unitary":
+                succ = neuron_p.prod(-1)
+        return psi_w, pw, n2, succ, neuron_p
+
+    def _measure(self, psi_w: Tensor, pw: Tensor, n2: Tensor, m: Tensor, t: dict):
+        ar = torch.arange(pw.shape[0], device=pw.device)
         probs = pw / n2.unsqueeze(-1)
-        ar = torch.arange(full.shape[0], device=full.device)
-        psel = probs[ar, m]
-        hx = full[ar, m] / torch.sqrt(pw[ar, m]).unsqueeze(-1)
-        return probs, hx, psel
+        pm = pw[ar, m]
+        hx = psi_w * t["F"].T.index_select(1, m) / torch.sqrt(pm)
+        return probs, hx, probs[ar, m]
+
+    def full_state(self, hx: Tensor, x: Tensor) -> Tensor:
+        """Normalised state of all ``W + I`` lanes just before the readout, ``(B, 2**(I+W))``,
+        for workspace states ``hx (B, 2**W)`` and input words ``x (B,)`` (for checks)."""
+        t = self.tables()
+        psi_w, _ = self._workspace(hx.T.contiguous(), x, t, False)
+        full = psi_w.T.unsqueeze(1) * t["F"].unsqueeze(0)
+        return (full / full.flatten(1).norm(dim=-1).view(-1, 1, 1)).flatten(1)
 
     def _choose(self, probs: Tensor, readout: str, generator=None) -> Tensor:
         if readout == "argmax":
@@ -419,14 +552,19 @@ class QRNNCell(nn.Module):
         readout: str = "sample",
         track: bool = False,
         generator=None,
+        force: Tensor | None = None,
     ) -> CellOutput:
-        """Low-level step on validated tensors: ``psi (B, 2**W)``, ``x (B,)`` words, ``m (B,)``
-        target words (or ``None`` to sample/argmax)."""
-        full, n2, succ, neuron_p = self._pre_readout(psi, x, tables, track)
-        if m is None:
+        """Low-level step on validated tensors: ``psi (2**W, B)`` (batch-last), ``x (B,)`` words, ``m (B,)``
+        target words (or ``None`` to sample/argmax; with ``force`` a bool ``(B,)`` mask, rows where
+        ``force`` is true take ``m`` and the others are sampled)."""
+        psi_w, pw, n2, succ, neuron_p = self._step_core(psi, x, tables, track)
+        if m is None or force is not None:
             with torch.no_grad():
-                m = self._choose(full.pow(2).sum(-1) / n2.unsqueeze(-1), readout, generator)
-        probs, hx, psel = self._readout(full, n2, m)
+                ms = self._choose(pw / n2.unsqueeze(-1), readout, generator)
+                if force is not None:
+                    ms = torch.where(force, m, ms)
+            m = ms
+        probs, hx, psel = self._measure(psi_w, pw, n2, m, tables)
         return CellOutput(probs, hx, m, psel, succ, neuron_p)
 
     def forward(
@@ -455,7 +593,8 @@ class QRNNCell(nn.Module):
                 raise ValueError(
                     f"QRNNCell: Expected target of shape {'()' if unbatched else f'({B},)'}; got {tuple(target.shape)}"
                 )
-        out = self.step(psi, x, m, self.tables(), readout=readout, track=track_neurons)
+        out = self.step(psi.T.contiguous(), x, m, self.tables(), readout=readout, track=track_neurons)
+        out = out._replace(hx=out.hx.T)
         if m is not None and not bool((out.postsel_prob > 0).all()):
             raise ValueError(
                 "QRNNCell: postselection probability is zero for the target word "
@@ -584,7 +723,7 @@ class QRNN(nn.Module):
             elif P.shape != (B, L):
                 raise ValueError(f"QRNN: postselect must have shape ({L},) or ({B}, {L}); got {tuple(P.shape)}")
         psi = cell._check_hx(hx, B, unbatched and hx is not None and hx.dim() == 1, X)
-        psi = psi.to(cell.unitary_theta.dtype)
+        psi = psi.to(cell.unitary_theta.dtype).T.contiguous()  # batch-last internally
         tables = cell.tables()
         P_host = P.cpu()
         track = track_neurons or cell.mode == "sampled"
@@ -602,13 +741,8 @@ class QRNN(nn.Module):
                 out = CellOutput(*out)
             else:
                 if m is None and any_ps:
-                    full, n2, succ, neuron_p = cell._pre_readout(psi, x, tables, track)
-                    with torch.no_grad():
-                        pr = full.pow(2).sum(-1) / n2.unsqueeze(-1)
-                        ms = cell._choose(pr, readout, generator)
-                        ms = torch.where(P[:, t + 1], Y[:, t + 1], ms)
-                    probs, hx_, psel = cell._readout(full, n2, ms)
-                    out = CellOutput(probs, hx_, ms, psel, succ, neuron_p)
+                    out = cell.step(psi, x, Y[:, t + 1], tables, readout=readout, track=track,
+                                    generator=generator, force=P[:, t + 1])
                 else:
                     out = cell.step(psi, x, m, tables, readout=readout, track=track, generator=generator)
             if any_ps:
@@ -640,7 +774,7 @@ class QRNN(nn.Module):
             min_ps = torch.ones((), dtype=psel.dtype, device=psel.device)
         rounds = torch.stack(rounds_l, -1).detach() if rounds_l else None
         attempts = torch.stack(att_l, -1) if att_l else None
-        out = QRNNOutput(probs, words, min_ps, psel, succ, rounds, psi, attempts)
+        out = QRNNOutput(probs, words, min_ps, psel, succ, rounds, psi.T, attempts)
         if unbatched:
             out = QRNNOutput(*(v if (v is None or k == "min_postsel_prob") else v[0] for k, v in zip(QRNNOutput._fields, out)))
         return out
