@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-__all__ = ["KANLinear", "bspline_basis", "uniform_knots"]
+__all__ = ["KANLinear", "bspline_basis", "uniform_bspline_basis", "uniform_knots"]
 
 _PARAMETERIZATIONS = ("tfkan", "efficient")
 
@@ -74,6 +74,25 @@ def bspline_basis(x: Tensor, knots: Tensor, spline_order: int) -> Tensor:
         left = (xe - t[..., : -(k + 1)]) / (t[..., k:-1] - t[..., : -(k + 1)])
         right = (t[..., k + 1 :] - xe) / (t[..., k + 1 :] - t[..., 1:-k])
         b = left * b[..., :-1] + right * b[..., 1:]
+    return b
+
+
+def uniform_bspline_basis(x: Tensor, grid_size: int, spline_order: int, grid_range=(-1.0, 1.0)) -> Tensor:
+    """:func:`bspline_basis` specialised to the uniform extended grid of :func:`uniform_knots`.
+
+    With ``s_k = (x - t_k) / h`` the Cox–de Boor step is
+    ``B_{k,p} = (s_k B_{k,p-1} + (p + 1 - s_k) B_{k+1,p-1}) / p``: no divisions by knot
+    differences, one subtraction per knot.  Same values as :func:`bspline_basis` up to rounding.
+    """
+    lo, hi = float(grid_range[0]), float(grid_range[1])
+    h = (hi - lo) / grid_size
+    n_knots = grid_size + 2 * spline_order + 1
+    u = (x.unsqueeze(-1) - (lo - spline_order * h)) * (1.0 / h)  # (N, in, 1): position in knot units
+    s = u - torch.arange(n_knots - 1, dtype=x.dtype, device=x.device)  # s_k for k = 0 .. n_knots-2
+    b = ((s >= 0) & (s < 1)).to(x.dtype)
+    for p in range(1, spline_order + 1):
+        sk = s[..., : b.shape[-1] - 1]
+        b = (sk * b[..., :-1] + (p + 1 - sk) * b[..., 1:]) * (1.0 / p)
     return b
 
 
@@ -198,6 +217,8 @@ class KANLinear(nn.Module):
 
     def basis(self, x: Tensor) -> Tensor:
         """B-spline basis of ``x`` (``(N, in)``) -> ``(N, in, G + K)``."""
+        if self.parameterization == "tfkan":
+            return uniform_bspline_basis(x, self.grid_size, self.spline_order, self.grid_range)
         return bspline_basis(x, self.knots, self.spline_order)
 
     def _effective_spline_weight(self) -> Tensor:

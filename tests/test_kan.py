@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qnn.kan import KANLinear, bspline_basis, uniform_knots
+from qnn.kan import KANLinear, bspline_basis, uniform_bspline_basis, uniform_knots
 
 
 def cox_de_boor(x: float, k: int, p: int, t: np.ndarray) -> float:
@@ -32,6 +32,12 @@ class TestBasis:
         assert B.shape == (97, G + K)
         ref = np.array([[cox_de_boor(x, k, K, tn) for k in range(G + K)] for x in xs])
         np.testing.assert_allclose(B, ref, atol=1e-12)
+
+    @pytest.mark.parametrize("G,K,rng", [(3, 3, (-1, 1)), (5, 3, (-2, 3)), (4, 2, (0, 1))])
+    def test_uniform_fast_path_equals_general(self, G, K, rng):
+        t = uniform_knots(G, K, rng, dtype=torch.float64)
+        x = torch.linspace(t[0].item() - 1, t[-1].item() + 1, 301, dtype=torch.float64).reshape(-1, 1)
+        torch.testing.assert_close(uniform_bspline_basis(x, G, K, rng), bspline_basis(x, t, K), atol=1e-12, rtol=0)
 
     def test_partition_of_unity_inside_grid(self):
         G, K = 5, 3

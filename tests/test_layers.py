@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import qnn
-from qnn.circuit import Circuit, amplitude_embedding, angle_embedding, strongly_entangling_layers
+from qnn.circuit import Circuit, angle_embedding, strongly_entangling_layers
 from qnn.engines import Engine
 from qnn.engines.torch_engine import TorchEngine
 from qnn.layers import QuantumLayer, QuantumLinear

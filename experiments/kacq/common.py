@@ -86,7 +86,8 @@ def metrics(y_true, proba) -> dict:
 
 
 # ----------------------------------------------------------------------------- cache
-def load_cache(path: Path = CV_CACHE) -> dict:
+def load_cache(path: Path | None = None) -> dict:
+    path = CV_CACHE if path is None else path
     done = {}
     if path.exists():
         for line in path.read_text().splitlines():
@@ -96,7 +97,8 @@ def load_cache(path: Path = CV_CACHE) -> dict:
     return done
 
 
-def append_cache(rec: dict, path: Path = CV_CACHE) -> None:
+def append_cache(rec: dict, path: Path | None = None) -> None:
+    path = CV_CACHE if path is None else path
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(rec) + "\n")

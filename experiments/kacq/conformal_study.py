@@ -329,16 +329,17 @@ def plot(summary, out: Path):
             ax.bar(xs, c0, 0.25, label=CLASS_NAMES[0])
             ax.bar(xs + 0.25, c1, 0.25, label=CLASS_NAMES[1])
             ax.axhline(lev, color="k", ls="--", lw=1, label="1 - alpha")
-            ax.set_ylim(max(0.0, lev - 0.35), 1.0)
+            lo = max(0.0, min(lev - 0.3, min(marg + c0 + c1) - 0.08))
+            ax.set_ylim(lo, 1.0)
             ax.set_xticks(xs, meths, rotation=35, ha="right", fontsize=7)
             sizes = [S["methods"][k]["mean_set_size"][j] for k in meths]
             for x, s in zip(xs, sizes):
-                ax.text(x, max(0.0, lev - 0.33), f"{s:.2f}", ha="center", fontsize=6)
+                ax.text(x, lo + 0.01, f"{s:.2f}", ha="center", fontsize=6)
             ax.set_title(f"{m}: alpha = {1 - lev:.2f} (pooled over {S['n_splits']} splits)", fontsize=8)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=6, loc="lower left")
-    fig.suptitle("Test coverage (bars) and mean set size (numbers) on the heart data", fontsize=10)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=7, ncol=4)
+    fig.suptitle("Test coverage (bars) and mean set size (numbers) on the heart data", fontsize=10, x=0.3)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(out / "coverage.png", dpi=110)
     plt.close(fig)
 

@@ -7,7 +7,9 @@ only for the reported scores.  Preprocessing is fitted on the training folds onl
 
 Usage (from the repo root):
     OMP_NUM_THREADS=2 python experiments/kacq/run_cv.py --group classical --repeats 1
-    OMP_NUM_THREADS=2 python experiments/kacq/run_cv.py --models kacq_L1 kacq_L2 --repeats 1
+    OMP_NUM_THREADS=1 python experiments/kacq/run_cv.py --models kacq_L1 kacq_L2 --repeats 1
+    # two cores: two workers on disjoint halves of the pending fits
+    python experiments/kacq/run_cv.py --group kacq --shard 0/2 & python experiments/kacq/run_cv.py --group kacq --shard 1/2
     python experiments/kacq/run_cv.py --list
 Groups: classical (16), kacq (L=1..4), ablations, qnn (12 TTN/MPS/MERA), hybrids, all.
 """
@@ -142,7 +144,8 @@ def is_deep(name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- runner
-def run(models, repeats: int, prep: str, fold_filter=None, seed: int = 0, data_dir=None) -> None:
+def run(models, repeats: int, prep: str, fold_filter=None, seed: int = 0, data_dir=None,
+        shard: tuple[int, int] = (0, 1)) -> None:
     from sklearn.model_selection import train_test_split
     from tqdm.auto import tqdm
 
@@ -152,7 +155,8 @@ def run(models, repeats: int, prep: str, fold_filter=None, seed: int = 0, data_d
     done = common.load_cache()
     todo = [(m, r, f, tr, te) for (r, f, tr, te) in fl for m in models
             if (prep, m, r, f) not in done and (fold_filter is None or f in fold_filter)]
-    print(f"[run_cv] prep={prep} models={len(models)} repeats={repeats}: {len(todo)} fits to do "
+    todo = todo[shard[0]::shard[1]]  # worker i of n takes every n-th fit (same JSONL, append-only)
+    print(f"[run_cv] shard {shard[0]}/{shard[1]} prep={prep} models={len(models)} repeats={repeats}: {len(todo)} fits to do "
           f"({sum(1 for m in models for (r, f, _, _) in fl if (prep, m, r, f) in done)} cached)", flush=True)
     for m, r, f, tr, te in tqdm(todo, desc="cv", unit="fit"):
         Xtr, Xte, ytr, yte = common.prepare(df, tr, te, prep)
@@ -190,6 +194,8 @@ def main(argv=None):
     ap.add_argument("--prep", default="clean", choices=["clean", "paper"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--shard", default="0/1", help="i/n: run every n-th pending fit starting at i "
+                    "(start n processes with i = 0..n-1 to use n cores)")
     ap.add_argument("--list", action="store_true")
     a = ap.parse_args(argv)
     if a.list:
@@ -210,7 +216,8 @@ def main(argv=None):
     names = list(dict.fromkeys(names))
     if not names:
         ap.error("give --group or --models")
-    run(names, a.repeats, a.prep, a.folds, a.seed)
+    i, n = (int(v) for v in a.shard.split("/"))
+    run(names, a.repeats, a.prep, a.folds, a.seed, shard=(i, n))
 
 
 if __name__ == "__main__":

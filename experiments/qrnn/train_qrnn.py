@@ -178,7 +178,7 @@ def main(argv=None):
             dt = time.perf_counter() - t0
             rec = {
                 "step": step + 1,
-                "loss": float(loss),
+                "loss": float(loss.detach()),
                 "min_postsel_prob": float(out.min_postsel_prob),
                 "grad_norm": gn,
                 "time_s": dt,

@@ -50,6 +50,7 @@ __all__ = [
     "qnn_state_to_qiskit",
     "pennylane_gate",
     "pennylane_measurement",
+    "to_pennylane",
     "measurement_groups",
     "add_basis_change",
     "unpack_bits",
@@ -274,7 +275,7 @@ def to_qiskit(circuit: Circuit, *, state: np.ndarray | None = None):
         Circuit(n_qubits=1, gates=1, inputs=1, weights=0, outputs=0)
         >>> qc, x, w = to_qiskit(c)
         >>> str(qc.data[0].operation.params[0])
-        '2.0*x[0]'
+        '2*x[0]'
     """
     qiskit = import_optional("qiskit", feature="to_qiskit")
     x = qiskit.circuit.ParameterVector("x", circuit.n_inputs)
@@ -391,6 +392,44 @@ def pennylane_angles(circuit: Circuit, theta_in, theta_w, plan: OccurrencePlan):
         yield g, angles
 
 
+def to_pennylane(circuit: Circuit):
+    """A PennyLane quantum function ``qfunc(inputs, weights)`` for ``circuit``.
+
+    ``inputs`` has shape ``(n_inputs,)`` or ``(B, n_inputs)`` (parameter broadcasting) and
+    ``weights`` shape ``(n_weights,)``; the function queues the amplitude embedding (padded
+    and normalised), the gates and returns the measurements (probabilities as ``qml.probs``).
+    Wrap it in ``qml.QNode`` on a device with ``circuit.n_qubits`` wires.
+
+    Example:
+        >>> import pennylane as qml, torch, qnn
+        >>> c = qnn.Circuit(1); _ = qnn.angle_embedding(c, rotation="X"); _ = c.measure_z()
+        >>> f = qml.QNode(to_pennylane(c), qml.device("default.qubit", wires=1), interface="torch")
+        >>> round(float(f(torch.tensor([3.14159265]), torch.zeros(0))[0]), 6)
+        -1.0
+    """
+    qml = import_optional("pennylane", feature="to_pennylane")
+    plan = occurrence_plan(circuit)
+
+    def qfunc(inputs, weights):
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(inputs, dtype=torch.float64)
+        w = weights if isinstance(weights, torch.Tensor) else torch.as_tensor(weights, dtype=torch.float64)
+        x2 = x.reshape(1, -1) if x.dim() == 1 else x
+        if circuit.state_prep is not None:
+            psi = amplitude_states("to_pennylane", circuit, x2)
+            qml.StatePrep(psi[0] if x.dim() == 1 else psi, wires=range(circuit.n_qubits), normalize=True)
+        m = plan.is_input
+        t_in = x[..., torch.as_tensor(plan.index[m], dtype=torch.long)] * torch.as_tensor(plan.scale[m], dtype=x.dtype) \
+            + torch.as_tensor(plan.offset[m], dtype=x.dtype)
+        t_w = w[torch.as_tensor(plan.index[~m], dtype=torch.long)] * torch.as_tensor(plan.scale[~m], dtype=w.dtype) \
+            + torch.as_tensor(plan.offset[~m], dtype=w.dtype)
+        for g, angles in pennylane_angles(circuit, t_in, t_w, plan):
+            angles = [a if torch.is_tensor(a) else torch.tensor(a, dtype=w.dtype) for a in angles]
+            pennylane_gate(qml, g.name, g.wires, angles)
+        return tuple(pennylane_measurement(qml, mm) for mm in circuit.measurements)
+
+    return qfunc
+
+
 def expected_output_slices(circuit: Circuit) -> list[slice]:
     out, start = [], 0
     for m in circuit.measurements:
@@ -469,10 +508,3 @@ def columns_for(qc, theta) -> list[int]:
     (transpilation may drop a gate and its parameter), in ``qc.parameters`` order."""
     pos = {p: i for i, p in enumerate(theta)}
     return [pos[p] for p in qc.parameters]
-
-
-def check_circuit_size(owner: str, circuit: Circuit, limit: int) -> None:
-    if circuit.n_qubits > limit:
-        raise ValueError(
-            f"{owner}: the circuit has {circuit.n_qubits} qubits; this engine handles at most {limit}"
-        )

@@ -90,6 +90,7 @@ class PennyLaneEngine(Engine):
         self.device_kwargs = dict(device_kwargs)
         self._devices: dict[int, object] = {}
         self._qnodes: dict = {}
+        self._methods: dict[int, str] = {}
 
     def __repr__(self) -> str:
         args = [f"device={self.device!r}"]
@@ -137,13 +138,16 @@ class PennyLaneEngine(Engine):
         self._qnodes[key] = (qnode, plan)
         return qnode, plan
 
-    def _resolved_method(self, qnode, args) -> str:
+    def _resolved_method(self, qnode, args, n_qubits: int) -> str:
+        """The diff method PennyLane uses ("best" resolved once per register size)."""
         if self.diff_method != "best":
             return self.diff_method
-        try:
-            return str(self._qml.workflow.get_best_diff_method(qnode)(*args))
-        except Exception:  # pragma: no cover - defensive: fall back to the safe per-sample loop
-            return "unknown"
+        if n_qubits not in self._methods:
+            try:
+                self._methods[n_qubits] = str(self._qml.workflow.get_best_diff_method(qnode)(*args))
+            except Exception:  # pragma: no cover - defensive: fall back to the safe per-sample loop
+                return "unknown"
+        return self._methods[n_qubits]
 
     @staticmethod
     def _mixes_inputs_and_weights(circuit) -> bool:
@@ -178,7 +182,7 @@ class PennyLaneEngine(Engine):
 
         which = tuple(range(len(circuit.measurements)))
         qnode, _ = self._qnode(circuit, which)
-        method = self._resolved_method(qnode, (theta_in, theta_w, psi))
+        method = self._resolved_method(qnode, (theta_in, theta_w, psi), circuit.n_qubits)
         if method == "adjoint":
             # probabilities as projector expectation values: PennyLane 0.45.1's adjoint
             # gradient of qml.probs is wrong on some circuits, and it refuses to mix qml.probs
@@ -192,7 +196,10 @@ class PennyLaneEngine(Engine):
                          and not self._mixes_inputs_and_weights(circuit)))
         if broadcast:
             res = qnode(theta_in, theta_w, psi)
-            out = torch.cat([r.reshape(B, -1) for r in res], dim=1)
+            if psi is None and not m.any():  # nothing depends on the inputs: no batch axis
+                out = torch.cat([r.reshape(1, -1) for r in res], dim=1).expand(B, -1)
+            else:
+                out = torch.cat([r.reshape(B, -1) for r in res], dim=1)
         else:
             rows = []
             for b in range(B):

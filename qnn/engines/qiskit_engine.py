@@ -145,6 +145,14 @@ class QiskitEngine(Engine):
             basis = nb or basis
         return self._qiskit.transpile(qc, basis_gates=basis, optimization_level=0)
 
+    def _pub(self, tqc, values: np.ndarray):
+        """Sampler PUB for ``values (rows, P)``.  A circuit without parameters is sampled once
+        with ``rows * shots`` shots (split per row afterwards): Aer 0.18 runs only the first
+        row of an ``(rows, 0)`` parameter array and returns zeros for the others."""
+        if tqc.num_parameters == 0:
+            return (tqc, None, self.shots * values.shape[0])
+        return (tqc, values, self.shots)
+
     def _exact_evaluator(self, circuit):
         key = ("exact", circuit_key(circuit))
 
@@ -200,7 +208,7 @@ class QiskitEngine(Engine):
             pubs, where = [], []
             if states is None:
                 for g, tqc in enumerate(tqcs):
-                    pubs.append((tqc, thetas[:, columns_for(tqc, theta)]) if tqc.num_parameters else (tqc,))
+                    pubs.append(self._pub(tqc, thetas[:, columns_for(tqc, theta)]))
                     where.append((g, np.arange(N)))
             else:
                 from qiskit.circuit.library import StatePreparation
@@ -215,15 +223,14 @@ class QiskitEngine(Engine):
                         qc.measure_all()
                         tqc = self._transpile(qc)
                         vals = thetas[rows][:, columns_for(tqc, theta)]
-                        pubs.append((tqc, vals) if tqc.num_parameters else (tqc, np.zeros((len(rows), 0))))
+                        pubs.append(self._pub(tqc, vals))
                         where.append((g, rows))
             seed = None if self.seed is None else int(self._rng.integers(2**31 - 1))
             sampler = self._sampler_cls(default_shots=self.shots, seed=seed,
                                         options={"backend_options": dict(self._backend_options)})
             result = sampler.run(pubs, shots=self.shots).result()
             for (g, rows), pub_res in zip(where, result):
-                bits = unpack_bits(pub_res.data.meas, n).reshape(len(rows), self.shots, n) \
-                    if pub_res.data.meas.ndim else unpack_bits(pub_res.data.meas, n)[None]
+                bits = unpack_bits(pub_res.data.meas, n).reshape(len(rows), self.shots, n)
                 sub = np.empty((len(rows), circuit.n_outputs))
                 outputs_from_bits(bits, meas, groups[g][1], slices, sub)
                 for i in groups[g][1]:

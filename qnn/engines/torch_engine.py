@@ -37,8 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import math
-import os
 from typing import Any
 
 import numpy as np
@@ -240,25 +238,6 @@ def _apply_bl(psi: torch.Tensor, U: torch.Tensor, wires: tuple[int, ...], n: int
     return torch.movedim(x.reshape(shape), list(range(k)), list(wires)).reshape(D, Bt)
 
 
-def _grad_u_bl(G_: torch.Tensor, psi: torch.Tensor, wires, n: int, batched: bool) -> torch.Tensor:
-    """Cotangent of ``U`` for ``out = U psi`` (batch-last): ``sum G psi^H``."""
-    D, Bt = psi.shape
-    k = len(wires)
-    G = 2**k
-    if _contig(wires):
-        a = 2 ** wires[0]
-        if not batched:
-            if a == 1:
-                return G_.reshape(G, -1) @ psi.reshape(G, -1).conj().transpose(0, 1)
-            return torch.bmm(G_.reshape(a, G, -1), psi.reshape(a, G, -1).conj().transpose(1, 2)).sum(0)
-        return torch.einsum("aicB,ajcB->Bij", G_.reshape(a, G, -1, Bt), psi.reshape(a, G, -1, Bt).conj())
-    y = torch.movedim(G_.reshape(*([2] * n), Bt), list(wires), list(range(k))).reshape(G, -1, Bt)
-    x = torch.movedim(psi.reshape(*([2] * n), Bt), list(wires), list(range(k))).reshape(G, -1, Bt)
-    if not batched:
-        return y.reshape(G, -1) @ x.reshape(G, -1).conj().transpose(0, 1)
-    return torch.einsum("irB,jrB->Bij", y, x.conj())
-
-
 class _Rows(torch.autograd.Function):
     """``psi[src]`` (rows) for a permutation ``src``; the backward is the inverse gather."""
 
@@ -273,9 +252,36 @@ class _Rows(torch.autograd.Function):
         return g.index_select(0, inv), None, None
 
 
+class _Outer(torch.autograd.Function):
+    """Kronecker product of batch-last vectors ``a (m, B)`` and ``b (k, B)`` -> ``(m * k, B)``.
+
+    The backward contracts the (often lazily conjugated) cotangent without materialising
+    conjugated full-size copies: ``ga = conj(sum_j conj(G) b)``."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return (a.unsqueeze(1) * b.unsqueeze(0)).reshape(a.shape[0] * b.shape[0], -1)
+
+    @staticmethod
+    def backward(ctx, G):
+        a, b = ctx.saved_tensors
+        Gb = G.conj().reshape(a.shape[0], b.shape[0], -1)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = (Gb * b.unsqueeze(0)).sum(1).conj()
+            if ga.shape[-1] != a.shape[-1]:
+                ga = ga.sum(-1, keepdim=True)
+        if ctx.needs_input_grad[1]:
+            gb = (Gb * a.unsqueeze(1)).sum(0).conj()
+            if gb.shape[-1] != b.shape[-1]:
+                gb = gb.sum(-1, keepdim=True)
+        return ga, gb
+
+
 def _outer_bl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Kronecker product of batch-last vectors ``(m, B)`` and ``(k, B)`` -> ``(m * k, B)``."""
-    return (a.unsqueeze(1) * b.unsqueeze(0)).reshape(a.shape[0] * b.shape[0], -1)
+    return _Outer.apply(a, b)
 
 
 def _kron_vecs_bl(V: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -503,18 +509,58 @@ class _Runner:
         return torch.cat([c for c in cols if c is not None], 1)
 
 
-class _AdjointFn(torch.autograd.Function):
-    """Runs the ops without a tape; the backward un-computes the state op by op."""
+def _grad_u_conj(Yb: torch.Tensor, X: torch.Tensor, wires, n: int, batched: bool) -> torch.Tensor:
+    """``conj`` of the cotangent of ``U`` for ``out = U X`` (batch-last), from the *conjugated*
+    output cotangent ``Yb``: ``sum Yb X^T``.  Working with ``conj(G)`` avoids materialising a
+    conjugated copy of the state for every block."""
+    D, Bt = X.shape
+    k = len(wires)
+    G = 2**k
+    if _contig(wires):
+        a = 2 ** wires[0]
+        if not batched:
+            if a == 1:
+                return Yb.reshape(G, -1) @ X.reshape(G, -1).transpose(0, 1)
+            return torch.bmm(Yb.reshape(a, G, -1), X.reshape(a, G, -1).transpose(1, 2)).sum(0)
+        return torch.einsum("aicB,ajcB->Bij", Yb.reshape(a, G, -1, Bt), X.reshape(a, G, -1, Bt))
+    y = torch.movedim(Yb.reshape(*([2] * n), Bt), list(wires), list(range(k))).reshape(G, -1, Bt)
+    x = torch.movedim(X.reshape(*([2] * n), Bt), list(wires), list(range(k))).reshape(G, -1, Bt)
+    if not batched:
+        return y.reshape(G, -1) @ x.reshape(G, -1).transpose(0, 1)
+    return torch.einsum("irB,jrB->Bij", y, x)
+
+
+class _PlanFn(torch.autograd.Function):
+    """Runs the plan's ops without an autograd tape, with a hand-written backward.
+
+    ``checkpoint=True`` (path ``blocked``) keeps the input state of every matrix op;
+    ``checkpoint=False`` (path ``adjoint``) keeps only the final state and un-computes the
+    state op by op in the backward (adjoint differentiation, O(1) states).  The backward
+    carries the conjugated cotangent ``conj(G)`` so that no conjugated state copies are made.
+    """
 
     @staticmethod
-    def forward(ctx, runner, psi0, *mats):
+    def forward(ctx, runner, checkpoint, psi0, *mats):
         ops = runner.exec_ops
+        n = runner.plan.n
+        saved = []
+        psi = psi0
         with torch.no_grad():
-            psi = runner.apply_ops(psi0, ops, mats)
+            for op, U in zip(ops, mats):
+                if U is None:
+                    src, phase, inv = runner.mono[id(op)]
+                    psi = psi.index_select(0, src)
+                    if phase is not None:
+                        psi = psi * phase.unsqueeze(1)
+                else:
+                    if checkpoint:
+                        saved.append(psi)
+                    psi = _apply_bl(psi, U, runner.op_wires(op), n)
         ctx.runner = runner
-        ctx.n_mats = len(mats)
-        ctx.save_for_backward(psi, *[m for m in mats if m is not None])
+        ctx.checkpoint = checkpoint
         ctx.none_mask = [m is None for m in mats]
+        ctx.n_states = len(saved) if checkpoint else 1
+        ctx.save_for_backward(*(saved if checkpoint else [psi]), *[m for m in mats if m is not None])
         return psi
 
     @staticmethod
@@ -522,29 +568,35 @@ class _AdjointFn(torch.autograd.Function):
         runner = ctx.runner
         n = runner.plan.n
         saved = ctx.saved_tensors
-        psi = saved[0]
-        it = iter(saved[1:])
+        states = list(saved[:ctx.n_states])
+        it = iter(saved[ctx.n_states:])
         mats = [None if none else next(it) for none in ctx.none_mask]
         grads: list = [None] * len(mats)
-        need = ctx.needs_input_grad[2:]
+        need = ctx.needs_input_grad[3:]
+        Yb = G.conj()
+        psi = None if ctx.checkpoint else states[0]
         for i in range(len(mats) - 1, -1, -1):
             op, U = runner.exec_ops[i], mats[i]
             if U is None:
                 src, phase, inv = runner.mono[id(op)]
                 if phase is not None:
-                    pc = phase.conj().unsqueeze(1)
-                    psi = psi * pc
-                    G = G * pc
-                psi = psi.index_select(0, inv)
-                G = G.index_select(0, inv)
+                    Yb = Yb * phase.unsqueeze(1)
+                    if psi is not None:
+                        psi = psi * phase.conj().unsqueeze(1)
+                Yb = Yb.index_select(0, inv)
+                if psi is not None:
+                    psi = psi.index_select(0, inv)
                 continue
             wires = runner.op_wires(op)
-            Uh = U.conj().transpose(-1, -2)
-            psi = _apply_bl(psi, Uh, wires, n)
+            if ctx.checkpoint:
+                X = states.pop()
+            else:
+                psi = _apply_bl(psi, U.conj().transpose(-1, -2), wires, n)
+                X = psi
             if need[i]:
-                grads[i] = _grad_u_bl(G, psi, wires, n, U.dim() == 3)
-            G = _apply_bl(G, Uh, wires, n)
-        return (None, G, *grads)
+                grads[i] = _grad_u_conj(Yb, X, wires, n, U.dim() == 3).conj()
+            Yb = _apply_bl(Yb, U.transpose(-1, -2), wires, n)
+        return (None, None, Yb.conj(), *grads)
 
 
 # ---------------------------------------------------------------------- engine
@@ -731,7 +783,8 @@ class TorchEngine(Engine):
             psi = runner.init_state(x, sh, ps, B)
             mats = runner.op_matrices(ops, sh, ps, B)
             if mode == "blocked":
-                psi = runner.apply_ops(psi, ops, mats)
+                if ops:
+                    psi = _PlanFn.apply(runner, True, psi, *mats)
             elif mode == "unitary":
                 if ops:
                     eye = torch.eye(2**plan.n, dtype=cdtype, device=device)
@@ -739,7 +792,7 @@ class TorchEngine(Engine):
                     psi = U @ psi
             elif mode == "adjoint":
                 if ops:
-                    psi = _AdjointFn.apply(runner, psi, *mats)
+                    psi = _PlanFn.apply(runner, False, psi, *mats)
             else:  # pragma: no cover
                 raise ValueError(mode)
         out = runner.measure(psi, fold=mode != "gates" and runner.fold)

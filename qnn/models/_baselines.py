@@ -185,6 +185,8 @@ class QCKANnet(nn.Module):
             self.post = nn.Sequential(KANLinear(n_circuits * n_qubits, 256, grid_size=3), nn.Dropout(dropout),
                                       KANLinear(256, 32, grid_size=3), nn.Dropout(dropout))
             self.head = nn.Linear(32, 1)
+            nn.init.xavier_uniform_(self.head.weight)  # Keras Dense defaults
+            nn.init.zeros_(self.head.bias)
         finally:
             if seed is not None:
                 torch.random.set_rng_state(state)

@@ -275,9 +275,17 @@ class KACQDCNN(nn.Module):
             torch.manual_seed(seed)
         try:
             self._build(engine)
+            self._keras_dense_init()
         finally:
             if gen_state is not None:
                 torch.random.set_rng_state(gen_state)
+
+    def _keras_dense_init(self) -> None:
+        """Keras ``Dense`` defaults for every ``nn.Linear``: Glorot-uniform kernel, zero bias."""
+        for mod in self.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.xavier_uniform_(mod.weight)
+                nn.init.zeros_(mod.bias)
 
     def _dense(self, n_in: int, n_out: int, grid: int, use_kan: bool) -> nn.Module:
         if use_kan:

@@ -189,3 +189,20 @@ class TestValidateRunArgs:
         c = qnn.Circuit(1)
         with pytest.raises(ValueError, match="the circuit has no measurements"):
             validate_run_args("E", c, torch.zeros(1, 0), torch.zeros(0))
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_to_pennylane_qfunc_matches_engines(amp):
+    from qnn.engines._convert import to_pennylane
+    from qnn.engines.qiskit_engine import QiskitEngine
+
+    c = random_circuit(3, n_gates=15, seed=9, amplitude=amp)
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(2, c.n_inputs, dtype=torch.float64, generator=g)
+    w = torch.rand(c.n_weights, dtype=torch.float64, generator=g)
+    qnode = qml.QNode(to_pennylane(c), qml.device("default.qubit", wires=3), interface="torch")
+    ref = QiskitEngine().run(c, x, w)
+    batched = torch.cat([r.reshape(2, -1) for r in qnode(x, w)], dim=1)
+    single = torch.cat([r.reshape(-1) for r in qnode(x[1], w)])
+    torch.testing.assert_close(batched, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(single, ref[1], atol=1e-12, rtol=0)

@@ -62,17 +62,40 @@ def test_fake_backend_close_to_exact_with_nontrivial_layout(backend):
     assert (y[:, 0] < -0.7).all() and (y[:, 2] > 0.7).all()
 
 
-def test_automatic_layout_mapping(backend):
-    """No forced layout: whatever the pass manager picks, results are per user qubit."""
-    c = qnn.Circuit(2)
+def test_automatic_layout_and_routing_mapping(backend):
+    """No forced layout: a CNOT triangle cannot sit on Manila's line, so the pass manager picks
+    a non-trivial layout and routes with SWAPs (final layout differs again).  Results must still
+    be per user qubit.  Routing makes the circuit deeper: stated tolerance 0.35 here, and the
+    per-wire signs / most likely outcome must be exact."""
+    c = qnn.Circuit(3)
     c.add("X", 0)
-    c.add("CNOT", (0, 1))
-    c.add("X", 0)  # final state |01>: wire 0 = 0, wire 1 = 1
+    c.add("CNOT", (0, 2))
+    c.add("CNOT", (2, 1))
+    c.add("X", 2)
+    c.add("CNOT", (1, 0))
+    c.add("CNOT", (0, 2))  # final state |010>
     c.measure_z()
     c.measure_probs()
     eng = IBMEngine(backend, shots=2000, seed=3)
     y = eng.run(c, torch.zeros(1, 0), torch.zeros(0))
-    torch.testing.assert_close(y, torch.tensor([[1.0, -1.0, 0.0, 1.0, 0.0, 0.0]]), atol=NOISE_TOL, rtol=0)
+    est_isa, _, samp_isa, _ = eng._cached_isa(c)
+    assert est_isa.layout.initial_index_layout()[:3] != [0, 1, 2]
+    assert samp_isa.layout.final_index_layout()[:3] != [0, 1, 2]
+    exact = QiskitEngine().run(c, torch.zeros(1, 0), torch.zeros(0))
+    assert exact[0, :3].tolist() == [1.0, -1.0, 1.0] and int(exact[0, 3:].argmax()) == 2
+    assert (y - exact).abs().max() < 0.35
+    assert y[0, 0] > 0.5 and y[0, 1] < -0.5 and y[0, 2] > 0.5 and int(y[0, 3:].argmax()) == 2
+
+
+def test_amplitude_embedding_on_fake_backend(backend):
+    c = qnn.Circuit(2)
+    qnn.amplitude_embedding(c, 3, pad=0.2)
+    c.measure_z()
+    c.measure_probs([1])
+    x = torch.tensor([[1.0, 0.1, 0.0], [0.0, 0.2, 1.0]], dtype=torch.float64)
+    y = IBMEngine(backend, shots=4000, seed=2).run(c, x, torch.zeros(0, dtype=torch.float64))
+    exact = QiskitEngine().run(c, x, torch.zeros(0, dtype=torch.float64))
+    assert (y - exact).abs().max() < NOISE_TOL
 
 
 def test_fake_backend_by_name_and_repr_and_registry():
@@ -113,6 +136,32 @@ def test_one_primitive_call_per_pass_and_gradients(backend, monkeypatch):
     QiskitEngine().run(c, xe, we).backward(cot)
     assert (x.grad - xe.grad).abs().max() < 2 * NOISE_TOL
     assert (w.grad - we.grad).abs().max() < 2 * NOISE_TOL
+
+
+class _Service:
+    """Stand-in for QiskitRuntimeService (no network here)."""
+
+    def __init__(self):
+        self.asked = []
+
+    def backend(self, name):
+        self.asked.append(name)
+        if name != "ibm_test":
+            raise KeyError(f"no backend {name}")
+        return FakeManilaV2()
+
+    def least_busy(self, operational=True, simulator=False):
+        self.asked.append(("least_busy", operational, simulator))
+        return FakeManilaV2()
+
+
+def test_backend_resolution_through_a_service():
+    svc = _Service()
+    assert IBMEngine("ibm_test", service=svc).backend.name == "fake_manila"
+    assert IBMEngine(service=svc).backend.name == "fake_manila"
+    assert svc.asked == ["ibm_test", ("least_busy", True, False)]
+    with pytest.raises(ValueError, match=r"could not get backend 'ibm_nope' from the service \(KeyError"):
+        IBMEngine("ibm_nope", service=svc)
 
 
 class _Boom:

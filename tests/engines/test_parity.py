@@ -147,3 +147,20 @@ def test_parameter_shift_equals_backprop(engines, n, seed, amp):
             fd_x[i, j] = (f(x + d, w) - f(x - d, w)) / (2 * eps)
     _assert_close(res["qiskit"][1], fd_x, 1e-6, "parameter shift vs finite differences (inputs)")
     _assert_close(res["qiskit"][2], fd_w, 1e-6, "parameter shift vs finite differences (weights)")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA device not available")
+@pytest.mark.parametrize("name", ["pennylane", "qiskit"])
+def test_cuda_inputs_give_cuda_outputs_equal_to_cpu(engines, name):
+    """Non-torch engines compute on the CPU and hand results (and gradients) back on the
+    input's device; values equal the CPU run and the torch engine's CUDA run."""
+    c = random_circuit(3, n_gates=15, seed=2, amplitude=True)
+    x, w, cot = _data(c, 2, torch.float64, 2)
+    cpu = _value_and_grads(engines[name], c, x, w, cot)
+    gpu = _value_and_grads(engines[name], c, x.cuda(), w.cuda(), cot.cuda())
+    ref = _value_and_grads(engines["torch"], c, x.cuda(), w.cuda(), cot.cuda())
+    for a, b, r in zip(cpu, gpu, ref):
+        assert b.device.type == "cuda"
+        _assert_close(b.cpu(), a, 1e-12, f"{name} cuda vs cpu")
+        _assert_close(b.cpu(), r.cpu(), 1e-10, f"{name} vs torch on cuda")

@@ -165,3 +165,17 @@ class TestBadInput:
             PennyLaneEngine()
         with pytest.raises(ImportError, match=r"pip install pennylane"):
             get_engine("pennylane")
+
+
+@pytest.mark.parametrize("method", ["backprop", "parameter-shift"])
+def test_weights_only_circuit_broadcasts_to_batch(method):
+    c = qnn.Circuit(2)
+    qnn.strongly_entangling_layers(c, 1)
+    c.measure_z()
+    c.measure_probs([1])
+    w = torch.linspace(-1, 1, c.n_weights, dtype=torch.float64, requires_grad=True)
+    y = PennyLaneEngine(diff_method=method).run(c, torch.zeros(3, 0, dtype=torch.float64), w)
+    assert y.shape == (3, 4)
+    torch.testing.assert_close(y[0], y[2])
+    y.sum().backward()
+    assert w.grad.abs().sum() > 0

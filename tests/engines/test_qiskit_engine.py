@@ -200,3 +200,49 @@ class TestBadInput:
         QiskitEngine()  # exact mode needs no Aer
         with pytest.raises(ImportError, match=r"pip install qiskit-aer"):
             QiskitEngine(shots=100)
+
+
+@pytest.mark.parametrize("gate", ["CRX", "CRY", "CRZ", "MCRY", None])
+def test_shots_regressions_controlled_rotations_and_no_parameters(gate):
+    """Guards two Aer 0.18 pitfalls the engine works around: bound angles of parametrised
+    controlled rotations are ignored (act as 0), and an (N, 0) parameter array runs only the
+    first row.  Each row must match the exact value within 5 standard errors."""
+    c = qnn.Circuit(3)
+    c.add("X", 0)
+    c.add("H", 1)
+    if gate is not None:
+        (i,) = c.new_inputs(1)
+        wires = (0, 2, 1) if gate == "MCRY" else (0, 1)
+        c.add("H", 2) if gate == "MCRY" else None
+        c.add(gate, wires, [qnn.Param.input(i)])
+    c.measure_z()
+    c.measure_pauli("X", [1])
+    x = torch.tensor([[0.5], [1.7], [2.9], [-1.1]], dtype=torch.float64)[:, : c.n_inputs]
+    if gate is None:
+        x = torch.zeros(4, 0, dtype=torch.float64)
+    w = torch.zeros(0, dtype=torch.float64)
+    exact = QiskitEngine().run(c, x, w)
+    shots = 3000
+    sampled = QiskitEngine(shots=shots, seed=4).run(c, x, w)
+    se = torch.sqrt((1 - exact**2).clamp_min(0) / shots)
+    assert bool(((sampled - exact).abs() <= 5 * se + 1.0 / shots).all()), (sampled, exact)
+    if gate is None:  # rows are independent samples, not copies of row 0
+        assert len({round(float(v), 6) for v in sampled[:, 1]}) > 1
+
+
+def test_amplitude_only_gradient_matches_torch_engine():
+    """Amplitude features are not gate angles: their gradient comes from the exact
+    two-extra-states rule of qnn.engines._autograd (here with no gate angle at all)."""
+    c = qnn.Circuit(2)
+    qnn.amplitude_embedding(c, 3, pad=0.4)
+    c.add("H", 0)
+    c.add("CNOT", (0, 1))
+    c.measure_z()
+    c.measure_pauli("XY", [0, 1])
+    c.measure_probs([1, 0])
+    x = torch.tensor([[0.3, -1.2, 0.5], [0.0, 0.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(0, dtype=torch.float64)
+    cot = torch.linspace(-1, 1, 2 * c.n_outputs, dtype=torch.float64).reshape(2, -1)
+    (gq,) = torch.autograd.grad(QiskitEngine().run(c, x, w), [x], cot)
+    (gt,) = torch.autograd.grad(get_engine("torch").run(c, x, w), [x], cot)
+    torch.testing.assert_close(gq, gt, atol=1e-10, rtol=0)

@@ -1,6 +1,8 @@
 """Tests for qnn.models.kacq (KACQ-DCNN, its ablations, the sklearn wrapper) and the baselines."""
 
 import importlib.util
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ import torch
 
 from qnn.models import KACQClassifier, KACQDCNN, KerasLSTM, make_pqc
 from qnn.models._baselines import QCKANClassifier, QCKANnet, TensorNetworkQNNClassifier, tensor_network_circuit
+
+HAVE_HEART_DATA = (Path(os.environ.get("QNN_DATA_DIR", "/nonexistent")) / "heart/heart_failure_prediction/heart.csv").exists()
 
 ABLATIONS = [
     {},
@@ -148,13 +152,30 @@ def toy(n=120, seed=0):
 
 class TestKACQClassifier:
     def test_training_reduces_loss(self):
+        """A tiny training run of the full model (both channels, circuits included) lowers the loss."""
+        import torch.nn.functional as F
+
+        torch.manual_seed(0)
+        m = KACQDCNN(seed=0, dropout=0.0)
+        X = torch.rand(32, 11)
+        y = (X[:, 0] + X[:, 1] > 1).float()
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        losses = []
+        for _ in range(25):
+            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(m.logits(X), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.85 * losses[0]
+
+    def test_classifier_history(self):
         X, y = toy()
-        clf = KACQClassifier(epochs=6, seed=0, verbose=False, patience=100, lr_patience=100,
+        clf = KACQClassifier(epochs=3, seed=0, verbose=False, patience=100, lr_patience=100,
                              restore="last").fit(X[:100], y[:100], X[100:], y[100:])
         h = clf.history_
-        assert len(h) == 6
-        assert h[-1]["loss"] < 0.9 * h[0]["loss"]
-        assert clf.score(X[:100], y[:100]) > 0.7
+        assert len(h) == 3 and clf.best_epoch_ == 3
+        assert all(np.isfinite(r["loss"]) and 0 <= r["val_accuracy"] <= 1 for r in h)
 
     def test_api_and_checkpoint(self):
         X, y = toy()
@@ -226,3 +247,46 @@ class TestBaselines:
         assert QCKANClassifier(epochs=1, seed=0, verbose=False).fit(X, y).predict_proba(X).shape == (40, 2)
         with pytest.raises(ValueError, match="n_features must be >= 5"):
             QCKANnet(4)
+
+
+class TestExperimentHelpers:
+    """Fast checks of experiments/kacq (statistics, and a one-fold resumable CV run)."""
+
+    @pytest.fixture()
+    def common(self, monkeypatch, tmp_path):
+        import sys
+        from pathlib import Path
+
+        exp = Path(__file__).resolve().parents[2] / "experiments" / "kacq"
+        monkeypatch.syspath_prepend(str(exp))
+        import common as c
+
+        monkeypatch.setattr(c, "CV_CACHE", tmp_path / "cv.jsonl")
+        yield c
+        sys.modules.pop("common", None)
+        sys.modules.pop("run_cv", None)
+
+    def test_nadeau_bengio_and_holm(self, common):
+        from scipy import stats
+
+        a = np.array([0.9, 0.85, 0.88, 0.91, 0.87])
+        b = np.array([0.86, 0.84, 0.85, 0.88, 0.86])
+        d = a - b
+        t_ref = d.mean() / np.sqrt((1 / 5 + 100 / 900) * d.var(ddof=1))
+        t, p = common.nadeau_bengio(a, b, n_train=900, n_test=100)
+        assert t == pytest.approx(t_ref) and p == pytest.approx(2 * stats.t.sf(abs(t_ref), 4))
+        # the correction makes the test more conservative than the plain paired t-test
+        assert p > stats.ttest_rel(a, b).pvalue
+        assert common.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+
+    @pytest.mark.skipif(not HAVE_HEART_DATA, reason="heart.csv not found under $QNN_DATA_DIR")
+    def test_run_cv_resumes(self, common):
+        import run_cv
+
+        run_cv.run(["LogReg", "Dummy"], repeats=1, prep="clean", fold_filter=[0])
+        recs = common.load_cache()
+        assert set(recs) == {("clean", "LogReg", 0, 0), ("clean", "Dummy", 0, 0)}
+        assert recs[("clean", "LogReg", 0, 0)]["n_test"] in (91, 92) and recs[("clean", "LogReg", 0, 0)]["accuracy"] > 0.7
+        n_lines = len(common.CV_CACHE.read_text().splitlines())
+        run_cv.run(["LogReg", "Dummy"], repeats=1, prep="clean", fold_filter=[0])  # cached: nothing added
+        assert len(common.CV_CACHE.read_text().splitlines()) == n_lines

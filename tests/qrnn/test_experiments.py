@@ -1,0 +1,109 @@
+"""Fast versions of the QRNN experiments (a few steps on tiny data); full runs are marked slow."""
+
+import csv
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("QNN_DATA_DIR", "/work/shared/datasets"))
+needs_mnist = pytest.mark.skipif(
+    not (DATA / "mnist" / "train-images-idx3-ubyte.gz").exists(),
+    reason=f"MNIST IDX files not found under {DATA}/mnist (set QNN_DATA_DIR)",
+)
+
+
+def _load(rel):
+    spec = importlib.util.spec_from_file_location(rel.replace("/", "_").replace(".py", ""), ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def train():
+    return _load("experiments/qrnn/train_qrnn.py")
+
+
+def _log(run):
+    return [json.loads(line) for line in open(run / "log.jsonl")]
+
+
+@pytest.mark.parametrize(
+    "task,extra",
+    [
+        ("elman-xor", ["--W", "2", "--S", "1", "--d", "2", "--batch", "4"]),
+        ("elman-letter", ["--W", "2", "--S", "1", "--d", "2", "--batch", "2"]),
+        ("dna", ["--W", "2", "--S", "1", "--d", "2", "--batch", "4", "--length", "8"]),
+        ("simple-seq", ["--W", "2", "--S", "1", "--d", "1"]),
+    ],
+)
+def test_train_fast_and_resume(tmp_path, train, task, extra):
+    run = tmp_path / task
+    common = ["--task", task, "--run-dir", str(run), "--eval-every", "2", "--ckpt-every", "1", "--val-n", "4", "--no-progress"]
+    train.main(common + extra + ["--steps", "2"])
+    assert len(_log(run)) == 2 and (run / "checkpoint.pt").exists()
+    train.main(common + extra + ["--steps", "4", "--resume", "--test", "--test-batches", "2", "--test-batch-size", "4"])
+    log = _log(run)
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(r["loss"] == r["loss"] for r in log)  # no NaN
+    res = json.loads((run / "test.json").read_text())
+    assert 0.0 <= res["argmax_full_test_accuracy"] <= 1.0 and len(res["sampled_10_batches"]) == 2
+
+
+@needs_mnist
+def test_mnist_fast(tmp_path, train, monkeypatch):
+    monkeypatch.setenv("QNN_DATA_DIR", str(DATA))
+    run = tmp_path / "mnist01"
+    train.main(
+        ["--task", "mnist01", "--W", "2", "--S", "1", "--d", "1", "--batch", "2", "--steps", "2", "--val-size", "4",
+         "--val-sub", "4", "--eval-every", "1", "--run-dir", str(run), "--test", "--test-batches", "1",
+         "--test-batch-size", "4", "--test-n", "8", "--no-progress"]
+    )
+    res = json.loads((run / "test.json").read_text())
+    assert res["n_test"] == 8 and res["task"] == "mnist01"
+    assert all("val_loss" in r for r in _log(run))
+
+
+def test_dna_study_fast(tmp_path):
+    mod = _load("experiments/qrnn/dna_study.py")
+    out = tmp_path / "dna.csv"
+    mod.main(["--lengths", "5", "--seeds", "0", "--max-steps", "2", "--batch", "4", "--val-n", "4", "--eval-every", "1",
+              "--out", str(out)])
+    rows = list(csv.DictReader(open(out)))
+    assert {r["model"] for r in rows} == {"qrnn", "lstm", "rnn"}
+    assert {r["params"] for r in rows} == {"837", "888"}
+    assert out.with_suffix(".png").exists() and out.with_suffix(".md").exists()
+    # resuming skips finished runs
+    mod.main(["--lengths", "5", "--seeds", "0", "--max-steps", "2", "--batch", "4", "--val-n", "4", "--out", str(out)])
+    assert len(list(csv.DictReader(open(out)))) == 3
+
+
+def test_bench_fast(tmp_path):
+    mod = _load("bench/bench_qrnn.py")
+    res = mod.main(["--threads", "1", "--repeats", "1", "--sequences", "4", "--ref-sequences", "2", "--length", "5",
+                    "--dtype", "float64", "--out", str(tmp_path / "b.json")])
+    assert res["outputs_equal"] and res["speedup_cpu"] > 0
+
+
+@pytest.mark.slow
+def test_elman_xor_converges(tmp_path, train):
+    run = tmp_path / "xor"
+    train.main(["--task", "elman-xor", "--W", "4", "--S", "1", "--ord", "2", "--d", "3", "--lr", "0.005", "--batch", "16",
+                "--steps", "1000", "--stop-loss", "1e-3", "--run-dir", str(run), "--no-progress"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["converged_step"] is not None
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_mnist01_reaches_target(tmp_path, train, monkeypatch):
+    monkeypatch.setenv("QNN_DATA_DIR", str(DATA))
+    run = tmp_path / "mnist01"
+    train.main(["--task", "mnist01", "--W", "8", "--S", "2", "--ord", "2", "--d", "2", "--lr", "0.005", "--batch", "50",
+                "--steps", "1700", "--run-dir", str(run), "--test", "--no-progress"])
+    res = json.loads((run / "test.json").read_text())
+    assert res["argmax_full_test_accuracy"] >= 0.98
