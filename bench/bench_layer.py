@@ -354,6 +354,10 @@ def run_worker(system, n, args, oracle, timeout):
            "--batch", str(args.batch), "--oracle", oracle]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.thp:
+        env["THP_MEM_ALLOC_ENABLE"] = "1"  # the same for every system (torch's huge-page allocation)
+    else:
+        env.pop("THP_MEM_ALLOC_ENABLE", None)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -403,11 +407,13 @@ def driver(args):
     table = render(results, bws, ns, systems)
     print()
     print(table)
-    print(f"\nload average (1, 5, 15 min): start {load0}, end {load1}; threads={args.threads}; B={args.batch}")
+    print(f"\nload average (1, 5, 15 min): start {load0}, end {load1}; threads={args.threads}; B={args.batch}; "
+          f"THP_MEM_ALLOC_ENABLE={'1' if args.thp else 'unset'}")
     host = socket.gethostname()
     out = {
         "host": host, "platform": platform.platform(), "python": sys.version.split()[0],
         "threads": args.threads, "batch": args.batch, "n": ns, "load_start": load0, "load_end": load1,
+        "thp_mem_alloc": args.thp,
         "seconds": time.time() - t_start, "results": results, "bandwidth": list(bws.values()), "table": table,
         "versions": versions(),
     }
@@ -497,6 +503,8 @@ def main(argv=None):
     p.add_argument("--max-seconds", type=float, default=120.0, help="time budget per (system, n)")
     p.add_argument("--batch", type=int, default=B_DEFAULT)
     p.add_argument("--out", default=None)
+    p.add_argument("--no-thp", dest="thp", action="store_false",
+                   help="do not set THP_MEM_ALLOC_ENABLE=1 in the workers (it is set by default, for every system)")
     p.add_argument("--system", default=None, help=argparse.SUPPRESS)
     p.add_argument("--oracle", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

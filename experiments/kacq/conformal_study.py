@@ -15,11 +15,11 @@ For each of ``--splits`` random stratified train/calibration/test splits (60/20/
    evaluated on the same test rows, over a sweep of levels 0.50..0.98.
 
 Outputs (``--out``, default ``experiments/kacq/results/conformal``): one JSON per (model, split)
-under ``per_split/`` (the run resumes from them), ``summary.json`` / ``summary.csv`` (mean, sd and
+in ``per_split.jsonl`` (one line per model and split; the run resumes from it), ``summary.json`` / ``summary.csv`` (mean, sd and
 pooled coverage over splits, with a binomial lower bound), ``coverage.png`` and ``sweep.png``.
 
 Commands (the results committed were made with these three; each adds per-split files, and the
-summary covers every model found under ``per_split/``):
+summary covers every model found in ``per_split.jsonl``):
     python experiments/kacq/conformal_study.py                                   # kacq, logreg, rf x 10 splits
     python experiments/kacq/conformal_study.py --models logreg,rf --splits 100   # baselines x 100 splits
     python experiments/kacq/conformal_study.py --models kacq_overfit --splits 3  # the paper's over-fitted case
@@ -362,6 +362,17 @@ def plot(summary, out: Path):
     plt.close(fig)
 
 
+def _round(obj, digits: int = 5):
+    """Round floats (recursively) so the per-split store stays small."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _round(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_round(v, digits) for v in obj]
+    return obj
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -381,25 +392,34 @@ def main(argv=None):
     if n_splits < 1:
         ap.error(f"--splits must be >= 1; got {n_splits}")
     out = Path(args.out)
-    (out / "per_split").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / ("per_split_quick.jsonl" if args.quick else "per_split.jsonl")
+    done = {}
+    if store.exists():
+        for line in store.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[(r["model"], r["split_seed"])] = r
+    if args.rerun:
+        done = {k: v for k, v in done.items() if k[0] not in models}
     X, y, _ = load_heart(args.data_dir)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
         make_model(m, 0, True, 1)  # validate names early
     jobs = [(m, s) for s in range(n_splits) for m in models]
-    suffix = "_quick" if args.quick else ""
+    if args.rerun:  # rewrite the store without the models being rerun
+        store.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
     for m, s in tqdm(jobs, desc="conformal study", unit="fit"):
-        f = out / "per_split" / f"{m}_split{s}{suffix}.json"
-        if f.exists() and not args.rerun:
+        if (m, s) in done:
             continue
-        rec = run_one(m, s, X, y, args.quick, args.epochs)
+        rec = _round(run_one(m, s, X, y, args.quick, args.epochs))
         rec["quick"] = bool(args.quick)
-        f.write_text(json.dumps(rec))
-    # summarise every per-split result on disk (earlier invocations may have run other models
-    # or more splits), keeping quick and full runs apart
-    records = [json.loads(f.read_text()) for f in sorted((out / "per_split").glob("*.json"))]
-    records = [r for r in records if bool(r.get("quick")) == bool(args.quick)]
-    summary = summarise(records, out)
+        with open(store, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        done[(m, s)] = rec
+    # summarise every per-split result in the store (earlier invocations may have run other
+    # models or more splits)
+    summary = summarise(list(done.values()), out)
     summary["command"] = "python experiments/kacq/conformal_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
     summary["quick"] = bool(args.quick)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -32,12 +32,13 @@ PAPER = {"accuracy": 0.9203, "roc_auc": 0.9477, "precision_macro": 0.9200, "reca
          "f1_macro": 0.9192, "mcc": 0.8385, "kappa": 0.8384}
 
 
-def run_seed(seed: int, n_layers: int, threads: int | None) -> dict:
+def run_seed(seed: int, n_layers: int, threads: int | None, interaction=None) -> dict:
     from qnn.datasets.heart import paper_preprocess
     from qnn.models import KACQClassifier
 
     df = common.load_df()
-    Xtr, Xte, ytr, yte, _ = paper_preprocess(df, test_size=0.3, random_state=seed, stratify=True)
+    Xtr, Xte, ytr, yte, _ = paper_preprocess(df, test_size=0.3, random_state=seed, stratify=True,
+                                             interaction=interaction)
     assert len(yte) == 276 and int((yte == 0).sum()) == 123
     clf = KACQClassifier(seed=seed, n_layers=n_layers, verbose=True, restore="val_accuracy", threads=threads)
     t0 = time.perf_counter()
@@ -45,7 +46,8 @@ def run_seed(seed: int, n_layers: int, threads: int | None) -> dict:
     fit_s = time.perf_counter() - t0
     proba_te = clf.predict_proba(Xte)[:, 1]
     proba_tr = clf.predict_proba(Xtr)[:, 1]
-    rec = {"seed": seed, "n_layers": n_layers, "n_features": Xtr.shape[1], **common.metrics(yte, proba_te),
+    rec = {"seed": seed, "n_layers": n_layers, "n_features": Xtr.shape[1],
+           "interaction": "*".join(interaction) if interaction else None, **common.metrics(yte, proba_te),
            "train_accuracy": common.metrics(ytr, proba_tr)["accuracy"],
            "train_roc_auc": common.metrics(ytr, proba_tr)["roc_auc"],
            "best_epoch": clf.best_epoch_, "epochs_run": len(clf.history_), "fit_s": round(fit_s, 1),
@@ -63,9 +65,9 @@ def summarize() -> str:
              "11 features; MinMax on train. **Every seed run is listed.**", "",
              "| seed | L | acc | AUC | macro P | macro R | macro F1 | MCC | kappa | TN FP FN TP | best epoch / run | "
              "train acc | fit s |", "|---" * 13 + "|"]
-    for r in sorted(recs, key=lambda r: (r["n_layers"], r["seed"])):
+    for r in sorted(recs, key=lambda r: (r["n_layers"], r.get("interaction") or "", r["seed"])):
         c = r["confusion"]
-        lines.append(f"| {r['seed']} | {r['n_layers']} | " + " | ".join(f"{r[k]:.4f}" for k in keys)
+        lines.append(f"| {r['seed']} | {r['n_layers']}{' +' + r['interaction'] if r.get('interaction') else ''} | " + " | ".join(f"{r[k]:.4f}" for k in keys)
                      + f" | {c['tn']} {c['fp']} {c['fn']} {c['tp']} | {r['best_epoch']} / {r['epochs_run']} | "
                      f"{r['train_accuracy']:.4f} | {r['fit_s']} |")
     for L in sorted({r["n_layers"] for r in recs}):
@@ -82,22 +84,54 @@ def summarize() -> str:
     return "\n".join(lines) + "\n"
 
 
+def classical_reference(seeds) -> str:
+    """Test accuracy of default CatBoost / LogReg / RandomForest on the same paper-protocol splits."""
+    from catboost import CatBoostClassifier
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from qnn.datasets.heart import paper_preprocess
+
+    df = common.load_df()
+    out = ["# Test accuracy of default classical models on the paper-protocol splits (stratified 70/30, "
+           "random_state=seed, label codes + MinMax on train)",
+           "# command: python experiments/kacq/paper_protocol.py --classical-reference --seeds ...",
+           "seed  CatBoost  LogReg  RandomForest"]
+    for s in seeds:
+        Xtr, Xte, ytr, yte, _ = paper_preprocess(df, test_size=0.3, random_state=s)
+        accs = [float(m.fit(Xtr, ytr).score(Xte, yte)) for m in (
+            CatBoostClassifier(verbose=0, random_seed=0, thread_count=1), LogisticRegression(),
+            RandomForestClassifier(random_state=0))]
+        out.append(f"{s:>4}  {accs[0]:8.4f}  {accs[1]:6.4f}  {accs[2]:12.4f}")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--n-layers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--interaction", default=None, help="12th column, e.g. Age*MaxHR (default: 11 features)")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--classical-reference", action="store_true",
+                    help="only score default CatBoost/LogReg/RF on the same splits")
     a = ap.parse_args(argv)
+    if a.classical_reference:
+        txt = classical_reference(a.seeds)
+        (common.RESULTS / "paper_split_classical_reference.txt").write_text(txt)
+        print(txt)
+        return
     if not a.summary_only:
         done = set()
         if OUT.exists():
-            done = {(json.loads(l)["seed"], json.loads(l)["n_layers"]) for l in OUT.read_text().splitlines() if l.strip()}
+            done = {(r["seed"], r["n_layers"], r.get("interaction")) for r in
+                    (json.loads(l) for l in OUT.read_text().splitlines() if l.strip())}
+        inter = tuple(a.interaction.split("*")) if a.interaction else None
         for s in a.seeds:
-            if (s, a.n_layers) in done:
+            if (s, a.n_layers, a.interaction) in done:
                 print(f"seed {s}: cached")
                 continue
-            rec = run_seed(s, a.n_layers, a.threads)
+            rec = run_seed(s, a.n_layers, a.threads, inter)
             print(f"seed {s}: acc {rec['accuracy']:.4f} AUC {rec['roc_auc']:.4f} best epoch {rec['best_epoch']}",
                   flush=True)
             common.append_cache(rec, OUT)

@@ -284,17 +284,32 @@ def load_uci_heart(
     return out
 
 
-def paper_encode(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def paper_encode(df: pd.DataFrame, interaction: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Alphabetical label codes (sklearn ``LabelEncoder`` order) for the 5 string columns.
 
+    Args:
+        df: heart-failure frame.
+        interaction: optional pair of feature names whose product (of the codes / raw values)
+            is appended as a 12th column (the paper's Keras model took 12 inputs; which 12th
+            column it used is unknown).
+
     Returns:
-        ``(X, y)``: float64 array of shape (n, 11) in :data:`HEART_FEATURES` order, int array (n,).
+        ``(X, y)``: float64 array of shape (n, 11) (or (n, 12)) in :data:`HEART_FEATURES` order,
+        int array (n,).
     """
     df = validate_heart_frame(df)
     X = df[HEART_FEATURES].copy()
     for col, levels in CATEGORIES.items():
         X[col] = X[col].map({v: i for i, v in enumerate(levels)})
-    return X.to_numpy(np.float64), df[HEART_TARGET].to_numpy(np.int64)
+    X = X.to_numpy(np.float64)
+    if interaction is not None:
+        if len(interaction) != 2 or any(c not in HEART_FEATURES for c in interaction):
+            raise ValueError(
+                f"paper_encode: interaction must be a pair of names from {HEART_FEATURES}; got {interaction!r}"
+            )
+        a, b = (HEART_FEATURES.index(c) for c in interaction)
+        X = np.column_stack([X, X[:, a] * X[:, b]])
+    return X, df[HEART_TARGET].to_numpy(np.int64)
 
 
 def paper_preprocess(
@@ -303,6 +318,7 @@ def paper_preprocess(
     test_size: float = 0.3,
     random_state: int | None = None,
     stratify: bool = True,
+    interaction: tuple[str, str] | None = None,
 ):
     """The KACQ-DCNN preprocessing: label codes, stratified split, MinMax fitted on train only.
 
@@ -311,12 +327,13 @@ def paper_preprocess(
         test_size: test fraction (0.3 gives 276 test rows: 123 negative / 153 positive).
         random_state: split seed (the paper's is unknown).
         stratify: stratify on the target (the KACQ split is stratified).
+        interaction: optional 12th column, see :func:`paper_encode`.
 
     Returns:
         ``(X_train, X_test, y_train, y_test, scaler)``, arrays scaled to [0, 1] on the training
         split (test values may fall slightly outside).
     """
-    X, y = paper_encode(df)
+    X, y = paper_encode(df, interaction)
     Xtr, Xte, ytr, yte = train_test_split(
         X, y, test_size=test_size, random_state=random_state, stratify=y if stratify else None
     )

@@ -25,7 +25,6 @@ from qnn.engines._convert import (
     outputs_from_bits,
     pauli_observable,
     qnn_state_to_qiskit,
-    to_qiskit_occurrences,
     unpack_bits,
     validate_run_args,
 )

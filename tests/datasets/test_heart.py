@@ -216,3 +216,13 @@ class TestCleanPreprocessor:
         df["Cholesterol"] = 0
         with pytest.raises(ValueError, match="'Cholesterol' is 0 \\(missing\\) in every training row"):
             CleanHeartPreprocessor().fit(df)
+
+
+@needs_heart
+def test_paper_interaction_column():
+    df = load_heart_failure(DATA)
+    X, _ = paper_encode(df, interaction=("Age", "MaxHR"))
+    assert X.shape == (918, 12)
+    np.testing.assert_allclose(X[:, 11], df.Age.to_numpy() * df.MaxHR.to_numpy())
+    with pytest.raises(ValueError, match="interaction must be a pair of names"):
+        paper_encode(df, interaction=("Age", "Weight"))

@@ -44,10 +44,13 @@ def test_conformal_study_quick(tmp_path, monkeypatch):
             assert np.array(M["set_size_counts_total"]).sum(0).tolist() == [M["n_test_total"]] * 3
     rows = (tmp_path / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("model,method,alpha") and len(rows) > 10
-    # resumable: a second run reads the per-split files instead of refitting
-    mtime = (tmp_path / "per_split" / "kacq_split0_quick.json").stat().st_mtime
-    mod.main(["--quick", "--out", str(tmp_path), "--models", "kacq,logreg"])
-    assert (tmp_path / "per_split" / "kacq_split0_quick.json").stat().st_mtime == mtime
+    # resumable: a second run reads the per-split store instead of refitting
+    store = tmp_path / "per_split_quick.jsonl"
+    assert len(store.read_text().splitlines()) == 2
+    mtime = store.stat().st_mtime_ns
+    again = mod.main(["--quick", "--out", str(tmp_path), "--models", "kacq,logreg"])
+    assert store.stat().st_mtime_ns == mtime
+    assert again["models"]["kacq"]["methods"]["LAC"] == on_disk["models"]["kacq"]["methods"]["LAC"]
 
 
 @needs_heart
