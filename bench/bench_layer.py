@@ -108,7 +108,7 @@ def make_pl(n, B, device_name):
     dev = qml.device(device_name, wires=n)
     kw = {"diff_method": "backprop"} if device_name == "default.qubit" else {"diff_method": "adjoint", "device_vjp": True}
     if device_name == "default.qubit":
-        est = 80 * B * 2**n * 8
+        est = 150 * B * 2**n * 8  # perf.md: 2.5 GB peak at n=12, B=256 (about 300 states)
         avail = _available()
         if est > 0.8 * avail:
             raise SkipSystem(f"estimated {est / 2**30:.0f} GiB > 80% of available {avail / 2**30:.0f} GiB")
@@ -466,6 +466,11 @@ def render(results, bws, ns, systems):
         b = bws.get(n)
         cells.append(f"{fmt_time(b['bound_s'])} @ {b['copy_GBps']:.0f} GB/s" if b and "bound_s" in b else "–")
     lines.append("| bandwidth bound (perf.md streaming model) | " + " | ".join(cells) + " |")
+    cells = []
+    for n in ns:
+        r = by.get(("qnn_auto", n))
+        cells.append(f"{fmt_time(r['cpu_median_s'])} (path {r.get('path')})" if r and "cpu_median_s" in r else "–")
+    lines.append("| qnn auto: CPU time per pass (process_time; robust to load) | " + " | ".join(cells) + " |")
     cells = []
     for n in ns:
         r = by.get(("qnn_auto", n))

@@ -77,23 +77,56 @@ def bspline_basis(x: Tensor, knots: Tensor, spline_order: int) -> Tensor:
     return b
 
 
+def _uniform_basis_and_lower(x: Tensor, grid_size: int, spline_order: int, lo: float, h: float):
+    """Order-K basis and the order-(K-1) basis it was built from (None for K = 0)."""
+    n_knots = grid_size + 2 * spline_order + 1
+    with torch.no_grad():
+        u = (x.unsqueeze(-1) - (lo - spline_order * h)) * (1.0 / h)  # (N, in, 1): position in knot units
+        s = u - torch.arange(n_knots - 1, dtype=x.dtype, device=x.device)  # s_k, k = 0 .. n_knots-2
+        b = ((s >= 0) & (s < 1)).to(x.dtype)
+        lower = None
+        for p in range(1, spline_order + 1):
+            lower = b
+            sk = s[..., : b.shape[-1] - 1]
+            b = (sk * b[..., :-1] + (p + 1 - sk) * b[..., 1:]) * (1.0 / p)
+    return b, lower
+
+
+class _UniformBSpline(torch.autograd.Function):
+    """Uniform-grid B-spline basis with the analytic derivative
+    ``dB_{k,K}/dx = (B_{k,K-1} - B_{k+1,K-1}) / h`` in backward (no autograd graph through the
+    recursion)."""
+
+    @staticmethod
+    def forward(ctx, x, grid_size, spline_order, lo, h):
+        b, lower = _uniform_basis_and_lower(x, grid_size, spline_order, lo, h)
+        ctx.save_for_backward(lower if lower is not None else b)
+        ctx.order, ctx.h = spline_order, h
+        return b
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_b):
+        (lower,) = ctx.saved_tensors
+        if ctx.order == 0:
+            return torch.zeros_like(grad_b[..., 0]), None, None, None, None
+        d = (lower[..., :-1] - lower[..., 1:]) * (1.0 / ctx.h)
+        return (grad_b * d).sum(-1), None, None, None, None
+
+
 def uniform_bspline_basis(x: Tensor, grid_size: int, spline_order: int, grid_range=(-1.0, 1.0)) -> Tensor:
     """:func:`bspline_basis` specialised to the uniform extended grid of :func:`uniform_knots`.
 
     With ``s_k = (x - t_k) / h`` the Cox–de Boor step is
     ``B_{k,p} = (s_k B_{k,p-1} + (p + 1 - s_k) B_{k+1,p-1}) / p``: no divisions by knot
-    differences, one subtraction per knot.  Same values as :func:`bspline_basis` up to rounding.
+    differences.  The gradient with respect to ``x`` uses the analytic B-spline derivative.
+    Same values as :func:`bspline_basis` up to rounding.
     """
     lo, hi = float(grid_range[0]), float(grid_range[1])
     h = (hi - lo) / grid_size
-    n_knots = grid_size + 2 * spline_order + 1
-    u = (x.unsqueeze(-1) - (lo - spline_order * h)) * (1.0 / h)  # (N, in, 1): position in knot units
-    s = u - torch.arange(n_knots - 1, dtype=x.dtype, device=x.device)  # s_k for k = 0 .. n_knots-2
-    b = ((s >= 0) & (s < 1)).to(x.dtype)
-    for p in range(1, spline_order + 1):
-        sk = s[..., : b.shape[-1] - 1]
-        b = (sk * b[..., :-1] + (p + 1 - sk) * b[..., 1:]) * (1.0 / p)
-    return b
+    if x.requires_grad:
+        return _UniformBSpline.apply(x, grid_size, spline_order, lo, h)
+    return _uniform_basis_and_lower(x, grid_size, spline_order, lo, h)[0]
 
 
 class KANLinear(nn.Module):

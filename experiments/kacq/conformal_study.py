@@ -422,6 +422,12 @@ def main(argv=None):
     summary = summarise(list(done.values()), out)
     summary["command"] = "python experiments/kacq/conformal_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
     summary["quick"] = bool(args.quick)
+    summary["store"] = store.name
+    summary["commands_for_the_committed_results"] = [
+        "python experiments/kacq/conformal_study.py",
+        "python experiments/kacq/conformal_study.py --models logreg,rf --splits 100",
+        "python experiments/kacq/conformal_study.py --models kacq_overfit --splits 3",
+    ]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     plot(summary, out)
     for m, S in summary["models"].items():

@@ -227,7 +227,7 @@ def test(model, args):
     if args.task.startswith(("mnist", "fashion")):
         testset = make_task(args, "test")
     else:
-        testset = make_task(args, "test", n=max(args.test_batch_size, 256), seed=10**9 + 7)
+        testset = make_task(args, "test", n=args.test_n or max(args.test_batch_size, 256), seed=10**9 + 7)
     g = torch.Generator().manual_seed(2020)
     accs = []
     for _ in range(args.test_batches):

@@ -443,6 +443,10 @@ def test_auto_mode_choice_and_plan_cache():
     c.measure_pauli("X", [0])
     assert eng.plan(c) is not p1
     assert eng.run(c, torch.zeros(2, 3), torch.zeros(c.n_weights)).shape == (2, 4)
+    circuits = [builder_circuit("angle_y", 2) for _ in range(80)]
+    for cc in circuits:
+        eng.run(cc, torch.zeros(1, 2), torch.zeros(cc.n_weights))
+    assert len(eng._plans) <= 64 and len(eng._runners) <= 64
 
 
 def test_fused_plan_structure():

@@ -46,7 +46,7 @@ def test_train_fast_and_resume(tmp_path, train, task, extra):
     common = ["--task", task, "--run-dir", str(run), "--eval-every", "2", "--ckpt-every", "1", "--val-n", "4", "--no-progress"]
     train.main(common + extra + ["--steps", "2"])
     assert len(_log(run)) == 2 and (run / "checkpoint.pt").exists()
-    train.main(common + extra + ["--steps", "4", "--resume", "--test", "--test-batches", "2", "--test-batch-size", "4"])
+    train.main(common + extra + ["--steps", "4", "--resume", "--test", "--test-batches", "2", "--test-batch-size", "4", "--test-n", "8"])
     log = _log(run)
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert all(r["loss"] == r["loss"] for r in log)  # no NaN
