@@ -8,8 +8,11 @@
 * Kernel SHAP (``qnn.explain.kernel_shap``): ``shap.kmeans`` background of ``--n-background``
   centres from the training rows, ``--nsamples`` coalitions per test row, every test row.
 * Gradient SHAP (expected gradients through torch autograd on the torch engine), every test row.
-* LIME (``qnn.explain.lime_explain``): quartile discretisation, ``random_state=0``, every test
-  row; stability across seeds (``qnn.explain.lime_stability``) on the first ``--stability-rows``.
+* LIME (``qnn.explain.lime_explain``), ``random_state=0``, every test row, in two variants:
+  ``quartile`` (the paper's: every column discretised into training quartiles) and ``categorical``
+  (the label-coded nominal/binary columns perturbed as categories with training frequencies; with
+  quartiles a binary column such as Sex, 79 % one value, gets identical quartiles and weight 0);
+  stability across seeds (``qnn.explain.lime_stability``) on the first ``--stability-rows``.
 * Global rankings (mean |SHAP| / mean |LIME weight| for P(Heart Failure)) compared with the
   paper's order ST_Slope > ChestPainType > FastingBS > ExerciseAngina > Sex > Age > Oldpeak >
   MaxHR > RestingECG > Cholesterol > RestingBP (Spearman, Kendall, top-3 overlap).
@@ -44,6 +47,9 @@ PAPER_RANKING = [
     "RestingECG", "Cholesterol", "RestingBP",
 ]
 CLASS_NAMES = ["Normal", "Heart Failure"]
+# label-coded nominal / binary columns: LIME's categorical mode samples them from the training
+# frequencies instead of discretising them into quartiles
+NOMINAL = ["Sex", "ChestPainType", "FastingBS", "RestingECG", "ExerciseAngina", "ST_Slope"]
 
 
 def load_heart(data_dir=None):
@@ -124,6 +130,9 @@ def main(argv=None):
                     help="Gradient SHAP samples per row (default 50; 0 skips Gradient SHAP)")
     ap.add_argument("--stability-rows", type=int, default=None, help="rows for the LIME seed study (default 20)")
     ap.add_argument("--stability-seeds", default="0,1,2")
+    ap.add_argument("--lime-variants", default="quartile,categorical",
+                    help="quartile (the paper's LIME: every feature discretised into quartiles) and/or "
+                         "categorical (label-coded nominal features sampled as categories)")
     ap.add_argument("--rows", type=int, default=None, help="explain only the first N test rows (default: all)")
     ap.add_argument("--chunk", type=int, default=23, help="rows per cached chunk")
     ap.add_argument("--threads", type=int, default=1)
@@ -138,6 +147,9 @@ def main(argv=None):
     grad_n = args.grad_samples if args.grad_samples is not None else (4 if q else 50)
     stab_rows = args.stability_rows if args.stability_rows is not None else (2 if q else 20)
     seeds = [int(s) for s in args.stability_seeds.split(",")]
+    lime_variants = {v.strip() for v in args.lime_variants.split(",") if v.strip()}
+    if not lime_variants <= {"quartile", "categorical"} or "quartile" not in lime_variants:
+        ap.error(f"--lime-variants must include 'quartile' and may add 'categorical'; got {args.lime_variants!r}")
     if q and args.stability_seeds == "0,1,2":
         seeds = [0, 1]
     for name, v in (("--n-background", nbg), ("--nsamples", nsamples), ("--lime-samples", lime_n),
@@ -186,6 +198,8 @@ def main(argv=None):
     b_lime = n * lime_n
     b_stab = len(seeds) * min(stab_rows, n) * lime_n
     b_grad = n * grad_n
+    b_lime *= len(lime_variants)
+    b_stab *= len(lime_variants)
     total = b_kernel + b_lime + b_stab
     print(f"evaluation budget: Kernel SHAP {b_kernel:,} + LIME {b_lime:,} + LIME stability {b_stab:,} = "
           f"{total:,} model rows (+ Gradient SHAP {b_grad:,} forward/backward rows); measured "
@@ -224,43 +238,55 @@ def main(argv=None):
     gs_s = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ LIME
-    t0 = time.perf_counter()
-    ltag = f"lime_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_rs0"
-    conds_all: list = []
-
-    def lime_chunk(lo, hi):
-        r = lime_explain(model, Xtr, Xte[lo:hi], num_samples=lime_n, class_names=CLASS_NAMES,
-                         feature_names=names, random_state=0, verbose=False)
-        return {"weights": r.weights, "intercepts": r.intercepts, "scores": r.scores,
-                "local": r.local_predictions,
-                "conds": np.array([json.dumps(c) for c in r.conditions])}
-
-    lm = chunked(ltag, lime_chunk, n, args.chunk, cache, "LIME")
-    lime_s = time.perf_counter() - t0
     from qnn.explain import LimeResult
 
-    lres = LimeResult(weights=lm["weights"], conditions=[json.loads(c) for c in lm["conds"]],
-                      intercepts=lm["intercepts"], local_predictions=lm["local"], scores=lm["scores"],
-                      predictions=p_test, data=Xte, class_index=1, class_names=CLASS_NAMES,
-                      feature_names=names, random_state=0, n_evaluations=b_lime)
-    t0 = time.perf_counter()
-    stf = cache / f"stab_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_r{stab_rows}_{'-'.join(map(str, seeds))}.json"
-    if stf.exists():
-        stab = json.loads(stf.read_text())
-    else:
-        st = lime_stability(model, Xtr, Xte[:stab_rows], seeds=seeds, top_k=3, num_samples=lime_n,
-                            class_names=CLASS_NAMES, feature_names=names)
-        stab = st.to_dict() | {"n_rows": int(min(stab_rows, n)),
-                               "per_seed_ranking": [r.ranking() for r in st.results]}
-        stf.write_text(json.dumps(stab))
-    stab_s = time.perf_counter() - t0
+    cat_idx = [names.index(c) for c in NOMINAL if c in names]
+
+    def run_lime(variant):
+        cats = cat_idx if variant == "categorical" else None
+        suffix = "" if variant == "quartile" else "_cat"
+        t0 = time.perf_counter()
+        ltag = f"lime_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}_rs0{suffix}"
+
+        def lime_chunk(lo, hi):
+            r = lime_explain(model, Xtr, Xte[lo:hi], num_samples=lime_n, class_names=CLASS_NAMES,
+                             feature_names=names, categorical_features=cats, random_state=0, verbose=False)
+            return {"weights": r.weights, "intercepts": r.intercepts, "scores": r.scores,
+                    "local": r.local_predictions,
+                    "conds": np.array([json.dumps(c) for c in r.conditions])}
+
+        lm = chunked(ltag, lime_chunk, n, args.chunk, cache, f"LIME ({variant})")
+        secs = time.perf_counter() - t0
+        res = LimeResult(weights=lm["weights"], conditions=[json.loads(c) for c in lm["conds"]],
+                         intercepts=lm["intercepts"], local_predictions=lm["local"], scores=lm["scores"],
+                         predictions=p_test, data=Xte, class_index=1, class_names=CLASS_NAMES,
+                         feature_names=names, random_state=0, n_evaluations=b_lime)
+        t0 = time.perf_counter()
+        stf = cache / (f"stab_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_n{lime_n}"
+                       f"_r{stab_rows}_{'-'.join(map(str, seeds))}{suffix}.json")
+        if stf.exists():
+            stab = json.loads(stf.read_text())
+        else:
+            st = lime_stability(model, Xtr, Xte[:stab_rows], seeds=seeds, top_k=3, num_samples=lime_n,
+                                class_names=CLASS_NAMES, feature_names=names, categorical_features=cats)
+            stab = st.to_dict() | {"n_rows": int(min(stab_rows, n)),
+                                   "per_seed_ranking": [r.ranking() for r in st.results]}
+            stf.write_text(json.dumps(stab))
+        stab = stab | {"seconds": time.perf_counter() - t0}
+        info = {"discretizer": "quartile", "categorical_features": [names[i] for i in cats] if cats else []}
+        return res, secs, stab, info
+
+    lres, lime_s, stab, linfo = run_lime("quartile")
+    lres_c, lime_c_s, stab_c, linfo_c = (run_lime("categorical") if "categorical" in lime_variants
+                                        else (None, 0.0, None, None))
 
     # ------------------------------------------------------------------ outputs
     comp = {}
-    for tag_, res in (("kernel_shap", kres), ("gradient_shap", gres), ("lime", lres)):
+    for tag_, res in (("kernel_shap", kres), ("gradient_shap", gres), ("lime", lres),
+                      ("lime_categorical", lres_c)):
         if res is None:
             continue
-        rk = res.ranking() if tag_ == "lime" else res.ranking(1)
+        rk = res.ranking() if tag_.startswith("lime") else res.ranking(1)
         comp[tag_] = {"ranking": rk, "vs_paper": ranking_overlap(rk, PAPER_RANKING, k=3)}
     comp["kernel_vs_lime"] = ranking_overlap(kres.ranking(1), lres.ranking(), k=3)
     if gres is not None:
@@ -275,8 +301,10 @@ def main(argv=None):
         "kernel_shap": kres.to_dict(1) | {"seconds": ks_s},
         "gradient_shap": (gres.to_dict(1) | {"seconds": gs_s, "additivity_error": gres.additivity_error(1)})
         if gres is not None else None,
-        "lime": lres.to_dict() | {"seconds": lime_s},
-        "lime_stability": stab | {"seconds": stab_s},
+        "lime": lres.to_dict() | {"seconds": lime_s} | linfo,
+        "lime_stability": stab,
+        "lime_categorical": (lres_c.to_dict() | {"seconds": lime_c_s} | linfo_c) if lres_c is not None else None,
+        "lime_categorical_stability": stab_c,
         "ranking_comparison": comp,
         "measured_rows_per_second": rate,
     }
@@ -284,13 +312,16 @@ def main(argv=None):
     with open(out / "importance.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["feature", "paper_rank", "kernel_shap_mean_abs", "kernel_rank", "gradient_shap_mean_abs",
-                    "gradient_rank", "lime_mean_abs", "lime_rank"])
+                    "gradient_rank", "lime_mean_abs", "lime_rank", "lime_categorical_mean_abs",
+                    "lime_categorical_rank"])
         gk, gl = kres.global_importance(1), lres.global_importance()
         gg = gres.global_importance(1) if gres is not None else {}
+        gc = lres_c.global_importance() if lres_c is not None else {}
         for feat in PAPER_RANKING:
             w.writerow([feat, PAPER_RANKING.index(feat) + 1, f"{gk[feat]:.5f}", list(gk).index(feat) + 1,
                         f"{gg[feat]:.5f}" if gg else "", list(gg).index(feat) + 1 if gg else "",
-                        f"{gl[feat]:.5f}", list(gl).index(feat) + 1])
+                        f"{gl[feat]:.5f}", list(gl).index(feat) + 1,
+                        f"{gc[feat]:.5f}" if gc else "", list(gc).index(feat) + 1 if gc else ""])
 
     kres.plot_bar(out / "shap_bar.png", class_index=1)
     kres.plot_beeswarm(out / "shap_beeswarm.png", class_index=1)
@@ -303,6 +334,10 @@ def main(argv=None):
     lres.plot(out / "lime_hf.png", index=i_hf)
     lres.plot(out / "lime_normal.png", index=i_no)
     lres.plot_global(out / "lime_global.png")
+    if lres_c is not None:
+        lres_c.plot(out / "lime_categorical_hf.png", index=i_hf)
+        lres_c.plot(out / "lime_categorical_normal.png", index=i_no)
+        lres_c.plot_global(out / "lime_categorical_global.png")
     _plot_rank_comparison(comp, out / "ranking_vs_paper.png")
 
     print(f"\nKernel SHAP ({kres.n_evaluations:,} evaluations, {ks_s:.0f} s): additivity error "
@@ -310,13 +345,18 @@ def main(argv=None):
     if gres is not None:
         print(f"Gradient SHAP ({gs_s:.0f} s): {' > '.join(gres.ranking(1))}")
     print(f"LIME ({lime_s:.0f} s): {' > '.join(lres.ranking())}")
+    if lres_c is not None:
+        print(f"LIME, categorical ({lime_c_s:.0f} s): {' > '.join(lres_c.ranking())}")
     print(f"paper:        {' > '.join(PAPER_RANKING)}")
-    for k in [k for k in ("kernel_shap", "gradient_shap", "lime") if k in comp]:
+    for k in [k for k in ("kernel_shap", "gradient_shap", "lime", "lime_categorical") if k in comp]:
         v = comp[k]["vs_paper"]
         print(f"  {k:14s} vs paper: Spearman {v['spearman']:+.3f}  Kendall {v['kendall']:+.3f}  "
               f"top-3 Jaccard {v['top_k_jaccard']:.2f}")
     print(f"LIME stability over seeds {seeds} on {stab['n_rows']} rows: top-3 Jaccard {stab['score_top_k_jaccard']:.3f},"
           f" Spearman {stab['spearman']:.3f}")
+    if stab_c is not None:
+        print(f"LIME (categorical) stability: top-3 Jaccard {stab_c['score_top_k_jaccard']:.3f},"
+              f" Spearman {stab_c['spearman']:.3f}")
     return summary
 
 
@@ -330,7 +370,7 @@ def _plot_rank_comparison(comp, path):
     feats = PAPER_RANKING
     xs = np.arange(len(feats))
     ax.plot(xs, xs + 1, "k-o", label="paper (decision plot)")
-    for k, mk in (("kernel_shap", "s"), ("gradient_shap", "^"), ("lime", "d")):
+    for k, mk in (("kernel_shap", "s"), ("gradient_shap", "^"), ("lime", "d"), ("lime_categorical", "v")):
         if k not in comp:
             continue
         rk = comp[k]["ranking"]

@@ -23,4 +23,4 @@ step --models BiLSTMKANnet QDenseKANnet
 step --models kacq_L2 kacq_L3 kacq_L4
 step --group ablations
 step --models QCKANnet_L1 QCKANnet_L2 QCKANnet_L3 QCKANnet_L4
-$PY experiments/kacq/summarize_cv.py --prep clean
+$PY experiments/kacq/summarize_cv.py --prep clean --repeats "$R"

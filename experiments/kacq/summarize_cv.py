@@ -45,8 +45,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--prep", default="clean")
     ap.add_argument("--ref", default="kacq_L1")
+    ap.add_argument("--repeats", type=int, default=None, help="use only repeats 0..N-1 (default: all cached)")
     a = ap.parse_args(argv)
-    recs = [r for r in common.load_cache().values() if r["prep"] == a.prep]
+    recs = [r for r in common.load_cache().values()
+            if r["prep"] == a.prep and (a.repeats is None or r["repeat"] < a.repeats)]
     ok = [r for r in recs if "error" not in r]
     failed = [r for r in recs if "error" in r]
     by = {}
@@ -83,7 +85,7 @@ def main(argv=None):
         f, d = (100, 2) if pct else (1, 3)
         return f"{m * f:.{d}f} ± {s * f:.{d}f}" if not math.isnan(s) else f"{m * f:.{d}f}"
 
-    lines = [f"# Clean protocol (prep={a.prep}): repeated stratified 10-fold CV, identical folds "
+    lines = [f"# Clean protocol (prep={a.prep}, repeats={'all' if a.repeats is None else a.repeats}): repeated stratified 10-fold CV, identical folds "
              f"(RepeatedStratifiedKFold seed {common.FOLD_SEED})", "",
              "**Partial if n < 10 × repeats.** t / p: Nadeau–Bengio corrected resampled t-test of accuracy, "
              f"`{a.ref}` minus model, on the folds both have (df = pairs − 1); p_holm: Holm over all rows. "
@@ -103,7 +105,7 @@ def main(argv=None):
     if missing:
         lines += ["", "Not run yet under this prep: " + ", ".join(missing)]
     md = "\n".join(lines) + "\n"
-    out = common.RESULTS / f"cv_table_{a.prep}.md"
+    out = common.RESULTS / (f"cv_table_{a.prep}.md" if a.repeats is None else f"cv_table_{a.prep}_r{a.repeats}.md")
     out.write_text(md)
     print(md)
 
