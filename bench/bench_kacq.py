@@ -108,7 +108,8 @@ def main(argv=None):
     print(f"total fit: wall {total:.1f} s, process CPU {cpu:.1f} s (incl. model build); "
           f"wall target < 60 s for 100 epochs: {verdict}")
     print(f"load average after: {os.getloadavg()} (other processes share the {os.cpu_count()} cores: "
-          "wall time is inflated by them; process CPU time / threads is what an idle machine would need)")
+          "wall time is inflated by them; with --threads 1 the process CPU time is close to the wall time "
+          "one idle core would need)")
     print(f"final val accuracy (checkpoint, = split seed 0 test) {clf.score(Xte, yte):.4f}")
     if not a.no_parts:
         print("per-part medians on one batch of 32 (ms, wall / process CPU):")

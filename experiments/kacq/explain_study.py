@@ -82,11 +82,12 @@ def train_model(Xtr, ytr, args, cache: Path):
         with open(f, "rb") as fh:
             clf = pickle.load(fh)
         print(f"loaded the trained model from {f}")
-        return clf, 0.0
+        return clf, _timings(cache).get(tag)
     clf = KACQClassifier(epochs=args.epochs, seed=args.model_seed, verbose=not args.quick, n_qubits=4, n_layers=1)
     t0 = time.perf_counter()
     clf.fit(Xtr, ytr)
     dt = time.perf_counter() - t0
+    _add_timing(cache, tag, dt)
     try:
         with open(f, "wb") as fh:
             pickle.dump(clf, fh)
@@ -97,8 +98,23 @@ def train_model(Xtr, ytr, args, cache: Path):
     return clf, dt
 
 
+def _timings(cache: Path) -> dict:
+    f = cache / "timings.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def _add_timing(cache: Path, key: str, seconds: float) -> None:
+    t = _timings(cache)
+    t[key] = t.get(key, 0.0) + seconds
+    (cache / "timings.json").write_text(json.dumps(t, indent=1))
+
+
 def chunked(name, fn, n_rows, chunk, cache: Path, desc):
-    """Run ``fn(lo, hi) -> dict of arrays`` over row chunks, caching each chunk as .npz."""
+    """Run ``fn(lo, hi) -> dict of arrays`` over row chunks, caching each chunk as .npz.
+
+    Returns the concatenated arrays and the compute seconds spent on them, summed over the
+    invocations that computed the chunks (kept in ``cache/timings.json``).
+    """
     from tqdm.auto import tqdm
 
     parts = []
@@ -108,10 +124,12 @@ def chunked(name, fn, n_rows, chunk, cache: Path, desc):
         if f.exists():
             parts.append(dict(np.load(f, allow_pickle=False)))
             continue
+        t0 = time.perf_counter()
         out = fn(lo, hi)
         np.savez(f, **out)
+        _add_timing(cache, name, time.perf_counter() - t0)
         parts.append(out)
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, _timings(cache).get(name)
 
 
 def main(argv=None):
@@ -214,8 +232,7 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     tag = f"ks_tr{len(Xtr)}_s{args.split_seed}_m{args.model_seed}_e{args.epochs}_bg{nbg}_ns{nsamples}"
-    ks = chunked(tag, ks_chunk, n, args.chunk, cache, "Kernel SHAP")
-    ks_s = time.perf_counter() - t0
+    ks, ks_s = chunked(tag, ks_chunk, n, args.chunk, cache, "Kernel SHAP")
     kres = ShapResult(values=ks["values"], base_values=ks["base"], data=Xte, predictions=ks["pred"],
                       feature_names=names, method="kernel", n_evaluations=int(ks["n_eval"].sum()),
                       info={"nsamples": nsamples, "n_background": nbg, "background": "shap.kmeans(train)"})
@@ -229,13 +246,12 @@ def main(argv=None):
                           seed=lo, verbose=False)
         return {"values": r.values, "base": r.base_values, "pred": r.predictions}
 
-    gres = None
+    gres, gs_s = None, None
     if grad_n > 0:
-        gs = chunked(gtag, gs_chunk, n, args.chunk, cache, "Gradient SHAP")
+        gs, gs_s = chunked(gtag, gs_chunk, n, args.chunk, cache, "Gradient SHAP")
         gres = ShapResult(values=gs["values"], base_values=gs["base"], data=Xte, predictions=gs["pred"],
                           feature_names=names, method="gradient", n_evaluations=b_grad,
                           info={"nsamples": grad_n, "n_background": 50})
-    gs_s = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ LIME
     from qnn.explain import LimeResult
@@ -255,8 +271,7 @@ def main(argv=None):
                     "local": r.local_predictions,
                     "conds": np.array([json.dumps(c) for c in r.conditions])}
 
-        lm = chunked(ltag, lime_chunk, n, args.chunk, cache, f"LIME ({variant})")
-        secs = time.perf_counter() - t0
+        lm, secs = chunked(ltag, lime_chunk, n, args.chunk, cache, f"LIME ({variant})")
         res = LimeResult(weights=lm["weights"], conditions=[json.loads(c) for c in lm["conds"]],
                          intercepts=lm["intercepts"], local_predictions=lm["local"], scores=lm["scores"],
                          predictions=p_test, data=Xte, class_index=1, class_names=CLASS_NAMES,
@@ -270,9 +285,9 @@ def main(argv=None):
             st = lime_stability(model, Xtr, Xte[:stab_rows], seeds=seeds, top_k=3, num_samples=lime_n,
                                 class_names=CLASS_NAMES, feature_names=names, categorical_features=cats)
             stab = st.to_dict() | {"n_rows": int(min(stab_rows, n)),
-                                   "per_seed_ranking": [r.ranking() for r in st.results]}
+                                   "per_seed_ranking": [r.ranking() for r in st.results],
+                                   "seconds": time.perf_counter() - t0}
             stf.write_text(json.dumps(stab))
-        stab = stab | {"seconds": time.perf_counter() - t0}
         info = {"discretizer": "quartile", "categorical_features": [names[i] for i in cats] if cats else []}
         return res, secs, stab, info
 
@@ -340,13 +355,13 @@ def main(argv=None):
         lres_c.plot_global(out / "lime_categorical_global.png")
     _plot_rank_comparison(comp, out / "ranking_vs_paper.png")
 
-    print(f"\nKernel SHAP ({kres.n_evaluations:,} evaluations, {ks_s:.0f} s): additivity error "
+    print(f"\nKernel SHAP ({kres.n_evaluations:,} evaluations, {_sec(ks_s)}): additivity error "
           f"{kres.additivity_error(1):.2e}\n  ranking: {' > '.join(kres.ranking(1))}")
     if gres is not None:
-        print(f"Gradient SHAP ({gs_s:.0f} s): {' > '.join(gres.ranking(1))}")
-    print(f"LIME ({lime_s:.0f} s): {' > '.join(lres.ranking())}")
+        print(f"Gradient SHAP ({_sec(gs_s)}): {' > '.join(gres.ranking(1))}")
+    print(f"LIME ({_sec(lime_s)}): {' > '.join(lres.ranking())}")
     if lres_c is not None:
-        print(f"LIME, categorical ({lime_c_s:.0f} s): {' > '.join(lres_c.ranking())}")
+        print(f"LIME, categorical ({_sec(lime_c_s)}): {' > '.join(lres_c.ranking())}")
     print(f"paper:        {' > '.join(PAPER_RANKING)}")
     for k in [k for k in ("kernel_shap", "gradient_shap", "lime", "lime_categorical") if k in comp]:
         v = comp[k]["vs_paper"]
@@ -358,6 +373,10 @@ def main(argv=None):
         print(f"LIME (categorical) stability: top-3 Jaccard {stab_c['score_top_k_jaccard']:.3f},"
               f" Spearman {stab_c['spearman']:.3f}")
     return summary
+
+
+def _sec(x) -> str:
+    return "time unknown" if x is None else f"{x:.0f} s compute"
 
 
 def _plot_rank_comparison(comp, path):

@@ -87,7 +87,7 @@ KACQ_VARIANTS = {
 ABLATIONS = {
     "abl_mlp": {"kan": "mlp"},
     "abl_angle": {"embedding": "angle"},
-    "abl_no_quantum": {"quantum_channel": False},
+    # "no quantum channel" is the BiLSTMKANnet hybrid (same configuration): see HYBRIDS
     "abl_no_bilstm": {"bilstm": 0},
     "abl_one_bilstm": {"bilstm": 1},
     "abl_lstm": {"lstm_bidirectional": False},
