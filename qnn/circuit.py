@@ -19,9 +19,10 @@ Example
 -------
 >>> import qnn
 >>> c = qnn.Circuit(3)
->>> qnn.angle_embedding(c, rotation="Y")
+>>> qnn.angle_embedding(c, rotation="Y")  # returns the input indices it reserved
+[0, 1, 2]
 >>> w = qnn.strongly_entangling_layers(c, n_layers=2)
->>> c.measure_z()
+>>> _ = c.measure_z()  # measure_z returns the circuit, for chaining
 >>> (c.n_inputs, c.n_weights, c.n_outputs)
 (3, 18, 3)
 """

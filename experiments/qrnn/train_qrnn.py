@@ -146,8 +146,10 @@ def main(argv=None):
         state = blob["state"]
         torch.set_rng_state(blob["rng"])
         print(f"resumed from step {state['step']}", flush=True)
-    (run / "args.json").write_text(json.dumps(vars(args), indent=1))
+    if args.test_only and ck.exists():
+        state = torch.load(ck, weights_only=False)["state"]
     if not args.test_only:
+        (run / "args.json").write_text(json.dumps(vars(args), indent=1))
         sampler = Sampler(args)
         if sampler.mnist:
             sampler.g.manual_seed(args.seed * 7919 + state["step"])

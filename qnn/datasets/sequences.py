@@ -106,7 +106,7 @@ def elman_xor(n: int, length: int = 36, seed=None) -> SequenceTask:
     Example:
         >>> t = elman_xor(2, seed=0)
         >>> t.inputs.shape, int(t.score.sum())
-        (torch.Size([2, 36]), 11)
+        (torch.Size([2, 36]), 12)
     """
     _check_n(n, "elman_xor")
     if length < 3 or length % 3:

@@ -16,6 +16,15 @@ needs_mnist = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def _skip_slow_unless_selected(request):
+    """Full-size runs are marked ``slow``; they run only when selected with ``-m slow``."""
+    if request.node.get_closest_marker("slow") is not None:
+        expr = request.config.getoption("markexpr") or ""
+        if "slow" not in expr or "not slow" in expr:
+            pytest.skip("slow experiment-sized run: select it with `pytest -m slow`")
+
+
 def _load(rel):
     spec = importlib.util.spec_from_file_location(rel.replace("/", "_").replace(".py", ""), ROOT / rel)
     mod = importlib.util.module_from_spec(spec)
