@@ -119,7 +119,7 @@ def nadeau_bengio(a, b, n_train: int, n_test: int) -> tuple[float, float]:
     if k < 2:
         return float("nan"), float("nan")
     var = d.var(ddof=1)
-    if var == 0:
+    if var <= 1e-12:  # identical differences (up to rounding): no spread to test against
         return (0.0, 1.0) if d.mean() == 0 else (math.copysign(math.inf, d.mean()), 0.0)
     t = d.mean() / math.sqrt((1.0 / k + n_test / n_train) * var)
     p = 2 * stats.t.sf(abs(t), df=k - 1)

@@ -66,7 +66,7 @@ def main(argv=None):
             row[met] = (np.nanmean(v), np.nanstd(v, ddof=1) if len(v) > 1 else float("nan"))
         row["fit_s"] = float(np.mean([d[k].get("fit_s", 0) for k in keys]))
         common_keys = [k for k in keys if k in ref]
-        if m != a.ref and len(common_keys) >= 2:
+        if m != a.ref and len(common_keys) >= 5:  # fewer pairs: no test reported
             r0 = d[common_keys[0]]
             t, p = common.nadeau_bengio([ref[k]["accuracy"] for k in common_keys],
                                         [d[k]["accuracy"] for k in common_keys], r0["n_train"], r0["n_test"])
@@ -78,7 +78,8 @@ def main(argv=None):
     adj = common.holm([r["p"] for r in rows])
     for r, q in zip(rows, adj):
         r["p_holm"] = q
-    rows.sort(key=lambda r: -r["accuracy"][0])
+    n_max = max((r["n"] for r in rows), default=0)
+    rows.sort(key=lambda r: (r["n"] < n_max, -r["accuracy"][0]))  # complete rows first, then partial ones
 
     def ms(x, pct=True):
         m, s = x
@@ -87,8 +88,9 @@ def main(argv=None):
 
     lines = [f"# Clean protocol (prep={a.prep}, repeats={'all' if a.repeats is None else a.repeats}): repeated stratified 10-fold CV, identical folds "
              f"(RepeatedStratifiedKFold seed {common.FOLD_SEED})", "",
-             "**Partial if n < 10 × repeats.** t / p: Nadeau–Bengio corrected resampled t-test of accuracy, "
-             f"`{a.ref}` minus model, on the folds both have (df = pairs − 1); p_holm: Holm over all rows. "
+             "**Partial if folds < 10 × repeats; partial rows are listed after the complete ones and are not "
+             "comparable with them (different folds).** t / p: Nadeau–Bengio corrected resampled t-test of accuracy, "
+             f"`{a.ref}` minus model, on the folds both have (df = pairs − 1; only with >= 5 pairs); p_holm: Holm over all rows. "
              "Paper columns use different protocols (paper acc/AUC: single test split, KACQ selected on it; "
              "classical '10f' was computed on the 184-row test split) and are shown only for orientation.", "",
              "| model | folds | acc % | ROC-AUC | macro F1 | MCC | t vs ref | p | p_holm | fit s | paper acc % | paper AUC | paper 10f acc |",

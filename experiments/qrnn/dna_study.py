@@ -134,7 +134,8 @@ def plot(csv_path, png_path=None):
         a_.set_xscale("log")
         a_.set_xlabel("sequence length L")
         a_.legend()
-    ax.set_yscale("log")
+    if any(r["converged"] == "1" for r in rows):
+        ax.set_yscale("log")
     ax.set_ylabel("median steps to val loss < 1e-3\n(converged runs only)")
     ax2.set_ylabel("fraction of runs converged within the step cap")
     ax2.set_ylim(-0.05, 1.05)
