@@ -12,6 +12,10 @@ Outputs (probabilities and gradients) are checked equal on those sequences.  Med
 ``--repeats`` runs for the fast path, of ``--ref-repeats`` for the baseline.  Wall-clock and
 process CPU time are both reported, with the load average (the machine may be shared).
 Results go to ``bench/results/bench_qrnn.json``.
+
+Measured on the shared 2-core machine: one torch thread is much faster than two for this
+workload (thousands of tiny ops; with 2 threads each pays an OpenMP fork/join on busy cores),
+so use ``--threads 1`` for the representative number (see experiments/qrnn/RESULTS.md).
 """
 
 from __future__ import annotations
