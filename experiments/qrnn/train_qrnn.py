@@ -35,7 +35,7 @@ def make_task(args, split, n=None, seed=0):
     if t == "elman-letter":
         return seqs.elman_letter(n or 16, seed=seed)
     if t == "dna":
-        return seqs.dna(n or 128, args.length, seed=seed)
+        return seqs.dna(n or 128, args.length, seed=seed, carry=not args.dna_zero_targets)
     if t == "simple-seq":
         return seqs.simple_seq()
     raise ValueError(f"unknown task {t!r}")
@@ -102,6 +102,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True)
     p.add_argument("--length", type=int, default=10, help="DNA sequence length")
+    p.add_argument("--dna-zero-targets", action="store_true",
+                   help="DNA: unscored targets 0 (harder variant) instead of the authors' carried base")
     p.add_argument("--W", type=int, default=8)
     p.add_argument("--S", type=int, default=2)
     p.add_argument("--ord", type=int, default=2)

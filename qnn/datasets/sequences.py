@@ -151,16 +151,25 @@ def elman_letter(n: int, length: int = 36, seed=None) -> SequenceTask:
     return SequenceTask("elman-letter", 3, x, y, torch.ones(length - 1, dtype=torch.bool), torch.zeros(length, dtype=torch.bool))
 
 
-def dna(n: int, length: int, seed=None) -> SequenceTask:
-    """Long-memory DNA task: ``L`` random bases 0-3 (GATC); one position in ``[1, L/2)`` is marked
-    by ``+4`` ("U"); the target is that base, scored at the last step only; ``I = 3``.
+def dna(n: int, length: int, seed=None, *, carry: bool = True) -> SequenceTask:
+    """Long-memory DNA task: ``L`` random bases 0-3 (GATC); one position ``u`` in ``[1, L/2)`` is
+    marked by ``+4`` ("U"); the base under the mark has to be recalled at the last step; ``I = 3``.
 
-    Other targets are ``0`` and are postselected in training and evaluation.
+    Targets follow the authors' generator (``RVQE/datasets/dna.py``): ``0`` before the mark, the
+    marked word ``base + 4`` at ``u`` and ``base`` at every position after it (``carry=True``).
+    Only the last prediction is scored; all other targets are postselected, in training (teacher
+    forcing) and in evaluation (``ignore``), so the output lanes are projected onto ``base`` at
+    every step after the mark.  ``carry=False`` gives the harder variant with all unscored
+    targets ``0`` (postselected onto ``|000>``; the memory must then be carried by the
+    workspace alone).
 
     Example:
         >>> t = dna(4, 10, seed=0)
         >>> t.inputs.shape, int(t.score.sum()), bool((t.targets[:, -1] < 4).all())
         (torch.Size([4, 10]), 1, True)
+        >>> u = int((t.inputs[0] >= 4).nonzero())
+        >>> bool(t.targets[0, u] == t.inputs[0, u]), bool((t.targets[0, u + 1:] == t.labels[0]).all())
+        (True, True)
     """
     _check_n(n, "dna")
     if not isinstance(length, int) or length < 4:
@@ -173,6 +182,10 @@ def dna(n: int, length: int, seed=None) -> SequenceTask:
     base = x[ar, mark].clone()
     x[ar, mark] += 4
     y = torch.zeros_like(x)
+    if carry:
+        after = torch.arange(length).unsqueeze(0) > mark.unsqueeze(1)
+        y = torch.where(after, base.unsqueeze(1).expand_as(x), y)
+        y[ar, mark] = x[ar, mark]
     y[:, -1] = base
     score = torch.zeros(length - 1, dtype=torch.bool)
     score[-1] = True

@@ -60,11 +60,30 @@ def test_dna():
     assert bool((marked.sum(1) == 1).all())
     pos = marked.float().argmax(1)
     assert bool(((pos >= 1) & (pos < 10)).all())
-    assert torch.equal(t.targets[:, -1], t.inputs[torch.arange(50), pos] - 4)
-    assert bool((t.targets[:, :-1] == 0).all())
+    base = t.inputs[torch.arange(50), pos] - 4
+    assert torch.equal(t.targets[:, -1], base) and torch.equal(t.labels, base)
     assert int(t.score.sum()) == 1 and bool(t.score[-1])
+    assert bool(t.ignore[1:-1].all()) and not bool(t.ignore[0]) and not bool(t.ignore[-1])
     with pytest.raises(ValueError, match="dna: length must be an int >= 4; got 2"):
         S.dna(3, 2)
+
+
+def test_dna_targets_follow_the_authors_layout():
+    """The authors' generator (RVQE/datasets/dna.py: ``target[u:] = base; target[u] = base + 4``)
+    teacher-forces the remembered base at every step after the mark; a variant with 0 targets
+    there (postselecting |000>) is a much harder task the authors never trained on."""
+    t = S.dna(64, 12, seed=3)
+    for i in range(64):
+        u = int((t.inputs[i] >= 4).nonzero())
+        b = int(t.inputs[i, u]) - 4
+        expect = torch.zeros(12, dtype=torch.long)
+        expect[u] = b + 4
+        expect[u + 1 :] = b
+        assert torch.equal(t.targets[i], expect), (i, t.inputs[i], t.targets[i])
+    # the harder variant: 0 everywhere except the last target; same inputs for the same seed
+    h = S.dna(64, 12, seed=3, carry=False)
+    assert torch.equal(h.inputs, t.inputs)
+    assert bool((h.targets[:, :-1] == 0).all()) and torch.equal(h.targets[:, -1], t.targets[:, -1])
 
 
 def test_otsu_and_preprocess():
