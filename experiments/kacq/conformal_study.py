@@ -57,23 +57,11 @@ CLASS_NAMES = ["Normal", "Heart Failure"]
 
 # ----------------------------------------------------------------------------- data
 def load_heart(data_dir=None):
-    """(X, y, feature_names) with alphabetical label codes, via qnn.datasets.heart."""
-    try:
-        from qnn.datasets.heart import HEART_FEATURES, load_heart_failure, paper_encode
+    """(X, y, feature_names) with alphabetical label codes (the paper's encoding)."""
+    from qnn.datasets.heart import HEART_FEATURES, load_heart_failure, paper_encode
 
-        X, y = paper_encode(load_heart_failure(data_dir))
-        return X, y, list(HEART_FEATURES)
-    except ImportError:  # pragma: no cover - before the loader landed: plain pandas, same codes
-        import pandas as pd
-
-        from qnn.datasets._base import get_data_dir
-
-        df = pd.read_csv(get_data_dir(data_dir) / "heart/heart_failure_prediction/heart.csv")
-        feats = [c for c in df.columns if c != "HeartDisease"]
-        for c in feats:
-            if df[c].dtype == object:
-                df[c] = df[c].map({v: i for i, v in enumerate(sorted(df[c].unique()))})
-        return df[feats].to_numpy(float), df["HeartDisease"].to_numpy(int), feats
+    X, y = paper_encode(load_heart_failure(data_dir))
+    return X, y, list(HEART_FEATURES)
 
 
 def split(y, seed: int, fractions=(0.6, 0.2, 0.2)):

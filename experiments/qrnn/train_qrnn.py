@@ -244,7 +244,7 @@ def test(model, args):
     return {
         "task": args.task,
         "sampled_10_batches_mean": float(acc_t.mean()),
-        "sampled_10_batches_se": float(acc_t.std() / math.sqrt(len(accs))),
+        "sampled_10_batches_se": float(acc_t.std() / math.sqrt(len(accs))) if len(accs) > 1 else float("nan"),
         "sampled_10_batches": accs,
         "test_batch_size": args.test_batch_size,
         "argmax_full_test_accuracy": am["accuracy"],
