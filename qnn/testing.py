@@ -42,8 +42,9 @@ def random_circuit(n_qubits: int, n_gates: int = 30, seed: int = 0, *, amplitude
         for _ in range(npar):
             r = rng.random()
             if r < 0.35:
-                params.append(Param.input(int(rng.integers(c.n_inputs - n_in, c.n_inputs)) if not amplitude else
-                                          int(rng.integers(c.n_inputs - n_in, c.n_inputs)), scale=float(rng.uniform(0.5, 2.0))))
+                # angle inputs are the last n_in features (after any amplitude-embedded ones)
+                params.append(Param.input(int(rng.integers(c.n_inputs - n_in, c.n_inputs)),
+                                          scale=float(rng.uniform(0.5, 2.0))))
             elif r < 0.85:
                 params.append(Param.weight(used_w % c.n_weights, scale=float(rng.choice([1.0, -0.5]))))
                 used_w += 1
