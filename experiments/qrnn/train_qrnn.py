@@ -28,8 +28,13 @@ from qnn.qrnn import QRNN, qrnn_loss  # noqa: E402
 def make_task(args, split, n=None, seed=0):
     t = args.task
     if t.startswith("mnist") or t.startswith("fashion"):
-        digits = tuple(int(c) for c in t.replace("mnist", "").replace("fashion", ""))
-        return seqs.mnist_pixels(digits, split, n=n, seed=seed, fashion=t.startswith("fashion"))
+        base, _, suffix = t.partition("-")
+        if suffix not in ("", "ds"):
+            raise ValueError(f"unknown MNIST variant {t!r}; expected e.g. mnist01 or mnist36-ds")
+        digits = tuple(int(c) for c in base.replace("mnist", "").replace("fashion", ""))
+        return seqs.mnist_pixels(
+            digits, split, n=n, seed=seed, fashion=t.startswith("fashion"), deskew=suffix == "ds"
+        )
     if t == "elman-xor":
         return seqs.elman_xor(n or 16, seed=seed)
     if t == "elman-letter":

@@ -98,6 +98,57 @@ def test_otsu_and_preprocess():
     assert 0.0 <= S.otsu_threshold(np.array([0.0, 0.1, 0.9, 1.0])) < 0.9
 
 
+def _slant(x):
+    """Intensity-weighted cov(row, col) / var(row) of each image."""
+    x = x.astype(float)
+    r = np.arange(x.shape[1])[None, :, None]
+    c = np.arange(x.shape[2])[None, None, :]
+    m = x.sum((1, 2))
+    r0 = (x * r).sum((1, 2)) / m
+    c0 = (x * c).sum((1, 2)) / m
+    dr, dc = r - r0[:, None, None], c - c0[:, None, None]
+    return (x * dr * dc).sum((1, 2)) / (x * dr**2).sum((1, 2)), r0, c0
+
+
+def test_deskew_straightens_a_slanted_bar():
+    img = np.zeros((2, 28, 28))
+    for r in range(4, 24):  # a bar leaning right by 1/3 pixel per row, off-centre
+        c = 6 + (r - 4) // 3
+        img[0, r, c : c + 3] = 1.0
+    img[1, 5:20, 16:18] = 1.0  # upright bar, off-centre
+    slant, _, _ = _slant(img)
+    assert slant[0] > 0.25 and abs(slant[1]) < 1e-12
+    out = S.deskew_mnist(img)
+    s, r0, c0 = _slant(out)
+    assert np.abs(s).max() < 0.02, s
+    np.testing.assert_allclose(c0, 13.5, atol=1e-6)  # centre of mass moved to the centre
+    np.testing.assert_allclose(r0, 13.5, atol=1e-6)
+    np.testing.assert_allclose(out.sum((1, 2)), img.sum((1, 2)), rtol=1e-9)  # nothing cut off
+    # a blank image stays blank (no division by zero)
+    assert not S.deskew_mnist(np.zeros((1, 28, 28))).any()
+    with pytest.raises(ValueError, match=r"deskew_mnist: expected a real array of shape \(n, H, W\)"):
+        S.deskew_mnist(np.zeros((28, 28)))
+    # preprocess with deskew: the slanted bar becomes a vertical one (same columns in every ink row)
+    bits = S.preprocess_mnist((img[:1] * 255).astype(np.uint8), deskew=True, background=0)[0]
+    cols = {tuple(np.flatnonzero(row)) for row in bits if row.any()}
+    assert len(cols) == 1, bits
+
+
+@needs_mnist
+def test_mnist_pixels_deskewed():
+    from qnn.datasets.mnist import load_mnist
+
+    X, y = load_mnist("test", data_dir=DATA)
+    X = X[np.isin(y, (3, 6))][:200]
+    before, _, _ = _slant(X)
+    after, _, _ = _slant(S.deskew_mnist(X))
+    assert np.abs(after).mean() < 0.05 * np.abs(before).mean()
+    t = S.mnist_pixels((3, 6), "test", n=40, seed=0, data_dir=DATA, deskew=True)
+    u = S.mnist_pixels((3, 6), "test", n=40, seed=0, data_dir=DATA)
+    assert t.name == "mnist36-ds" and torch.equal(t.labels, u.labels)
+    assert not torch.equal(t.inputs, u.inputs)
+
+
 @needs_mnist
 def test_mnist_pixels():
     t = S.mnist_pixels((3, 6), "test", n=40, seed=0, data_dir=DATA)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("QNN_DATA_DIR", "/work/shared/datasets"))
@@ -89,6 +90,24 @@ def test_dna_study_fast(tmp_path):
     # resuming skips finished runs
     mod.main(["--lengths", "5", "--seeds", "0", "--max-steps", "2", "--batch", "4", "--val-n", "4", "--out", str(out)])
     assert len(list(csv.DictReader(open(out)))) == 3
+
+
+def test_dna_study_all_outputs_baselines(tmp_path):
+    mod = _load("experiments/qrnn/dna_study.py")
+    out = tmp_path / "dna_all.csv"
+    mod.main(["--lengths", "6", "--seeds", "0", "--models", "lstm-all", "rnn-all", "--max-steps", "2", "--batch", "4",
+              "--val-n", "4", "--eval-every", "1", "--out", str(out)])
+    rows = list(csv.DictReader(open(out)))
+    assert {r["model"] for r in rows} == {"lstm-all", "rnn-all"} and {r["params"] for r in rows} == {"888"}
+    # the all-outputs loss differs from the last-output loss on the same batch (it sees the carried targets)
+    from qnn.datasets.sequences import dna
+
+    task = dna(8, 6, seed=0)
+    model, _ = mod.make_model("lstm-all", 0)
+    l_all, _ = mod.loss_and_acc("lstm-all", model, task, True)
+    l_last, _ = mod.loss_and_acc("lstm", model, task, True)
+    l_eval, _ = mod.loss_and_acc("lstm-all", model, task, False)
+    assert not torch.isclose(l_all, l_last) and torch.isclose(l_eval, l_last)
 
 
 def test_bench_fast(tmp_path):
