@@ -7,6 +7,7 @@ median per-epoch time, the total, and which parts of one training step dominate.
 Usage (from the repo root):
     OMP_NUM_THREADS=2 python bench/bench_kacq.py                 # 100 epochs, 2 threads
     OMP_NUM_THREADS=2 python bench/bench_kacq.py --epochs 10     # quick look
+    OMP_NUM_THREADS=2 python bench/bench_kacq.py --retain-freed-memory   # glibc keeps freed blocks
 Data: the real heart set if $QNN_DATA_DIR has it, else random numbers of the same shape
 (the time does not depend on the values).  Target: 100 epochs < 60 s on 2 CPU cores.
 """
@@ -86,8 +87,14 @@ def main(argv=None):
     ap.add_argument("--engine", default="torch")
     ap.add_argument("--n-layers", type=int, default=1)
     ap.add_argument("--no-parts", action="store_true")
+    ap.add_argument("--retain-freed-memory", action="store_true",
+                    help="qnn.perf.retain_freed_memory(): no page faults for re-allocated temporaries")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.retain_freed_memory:
+        from qnn.perf import retain_freed_memory
+
+        print(f"retain_freed_memory applied: {retain_freed_memory()}")
     from qnn.models import KACQClassifier
 
     Xtr, Xte, ytr, yte, src = data()
@@ -96,15 +103,20 @@ def main(argv=None):
     clf = KACQClassifier(epochs=a.epochs, patience=10**9, lr_patience=10**9, seed=0, verbose=False,
                          engine=a.engine, n_layers=a.n_layers)
     print(f"load average before: {os.getloadavg()}")
+    import resource
+
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0, c0 = time.perf_counter(), time.process_time()
     clf.fit(Xtr, ytr, X_val=Xte, y_val=yte)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     ep = [h["time_s"] for h in clf.history_]
     epc = [h["cpu_s"] for h in clf.history_]
     verdict = ("PASS" if total < 60 else "FAIL") if len(ep) >= 100 else "n/a (fewer than 100 epochs)"
     print(f"epochs run: {len(ep)}; per-epoch wall median {1e3 * statistics.median(ep):.1f} ms "
           f"(min {1e3 * min(ep):.1f}, max {1e3 * max(ep):.1f}); per-epoch process-CPU median "
           f"{1e3 * statistics.median(epc):.1f} ms")
+    print(f"minor page faults during fit: {faults} ({faults / max(len(ep), 1):.0f} per epoch)")
     print(f"total fit: wall {total:.1f} s, process CPU {cpu:.1f} s (incl. model build); "
           f"wall target < 60 s for 100 epochs: {verdict}")
     print(f"load average after: {os.getloadavg()} (other processes share the {os.cpu_count()} cores: "

@@ -114,6 +114,63 @@ class _UniformBSpline(torch.autograd.Function):
         return (grad_b * d).sum(-1), None, None, None, None
 
 
+class _TfkanLinear(torch.autograd.Function):
+    """``y = B(x) @ (c * w) + SiLU(x) @ c (+ b)`` on a uniform grid, forward and backward by hand.
+
+    Autograd on the same expression materialises ``c * w`` twice more in backward (once per
+    factor of the product) and re-reads it for the reduction over the basis axis; here the
+    weight gradient ``G = B^T dy`` is reused in place, so backward allocates one
+    ``(in, nb, out)`` array (``dw``) instead of three.  Inputs: ``x (N, in)``, ``scale (in, out)``,
+    ``spline_weight (in, nb, out)``, ``bias (out,)`` or None.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, spline_weight, bias, grid_size, spline_order, lo, h):
+        n, n_in = x.shape
+        n_out = scale.shape[1]
+        basis, lower = _uniform_basis_and_lower(x, grid_size, spline_order, lo, h)
+        w_eff = torch.mul(spline_weight, scale.unsqueeze(1))  # (in, nb, out)
+        silu = F.silu(x)
+        b2 = basis.reshape(n, -1)
+        if bias is not None:
+            y = torch.addmm(bias, b2, w_eff.view(-1, n_out))
+        else:
+            y = b2 @ w_eff.view(-1, n_out)
+        y.addmm_(silu, scale)
+        ctx.save_for_backward(x, b2, lower if lower is not None else basis, w_eff, silu, scale, spline_weight)
+        ctx.order, ctx.h, ctx.has_bias = spline_order, h, bias is not None
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        x, b2, lower, w_eff, silu, scale, spline_weight = ctx.saved_tensors
+        n, n_in = x.shape
+        n_out = scale.shape[1]
+        gy = gy.contiguous()
+        gx = gscale = gw = gb = None
+        need_x, need_c, need_w, need_b = ctx.needs_input_grad[:4]
+        if need_x:
+            gbasis = (gy @ w_eff.view(-1, n_out).T).view(n, n_in, -1)  # (N, in, nb)
+            if ctx.order == 0:
+                gx = torch.zeros_like(x)
+            else:
+                d = (lower[..., :-1] - lower[..., 1:]) * (1.0 / ctx.h)
+                gx = (gbasis * d).sum(-1)
+            sig = torch.sigmoid(x)
+            gx += (gy @ scale.T) * (sig * (1 + x * (1 - sig)))  # d SiLU / dx
+        if need_c or need_w:
+            g = (b2.T @ gy).view(n_in, -1, n_out)  # dL / d(c * w), (in, nb, out)
+            if need_w:
+                gw = g * scale.unsqueeze(1)
+            if need_c:
+                gscale = g.mul_(spline_weight).sum(1)
+                gscale.addmm_(silu.T, gy)
+        if need_b and ctx.has_bias:
+            gb = gy.sum(0)
+        return gx, gscale, gw, gb, None, None, None, None
+
+
 def uniform_bspline_basis(x: Tensor, grid_size: int, spline_order: int, grid_range=(-1.0, 1.0)) -> Tensor:
     """:func:`bspline_basis` specialised to the uniform extended grid of :func:`uniform_knots`.
 
@@ -269,6 +326,11 @@ class KANLinear(nn.Module):
             )
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
+        if self.parameterization == "tfkan":
+            lo, hi = self.grid_range
+            y = _TfkanLinear.apply(x2, self.scale, self.spline_weight, self.bias, self.grid_size,
+                                   self.spline_order, lo, (hi - lo) / self.grid_size)
+            return y.reshape(*lead, self.out_features)
         B = self.basis(x2).reshape(x2.shape[0], -1)  # (N, in * nb)
         spl_w = self._effective_spline_weight().reshape(-1, self.out_features)  # (in * nb, out)
         base_w = self.scale if self.parameterization == "tfkan" else self.base_weight

@@ -86,6 +86,29 @@ class Sampler:
         return make_task(a, "train", n=a.val_n, seed=999_999_999 - a.seed)
 
 
+def parse_lr_schedule(text):
+    """``'3000:0.001,4500:0.0005'`` -> ``[(3000, 0.001), (4500, 0.0005)]`` (sorted)."""
+    if not text:
+        return []
+    out = []
+    for part in text.split(","):
+        try:
+            k, v = part.split(":")
+            out.append((int(k), float(v)))
+        except ValueError:
+            raise ValueError(f"--lr-schedule: expected 'step:lr,step:lr,...'; got {text!r}") from None
+    return sorted(out)
+
+
+def lr_at(step, base, schedule):
+    """Learning rate for optimiser step ``step`` (0-based)."""
+    lr = base
+    for k, v in schedule:
+        if step >= k:
+            lr = v
+    return lr
+
+
 @torch.no_grad()
 def evaluate(model, task, readout="sample", batch=500, gen=None):
     """Postselect the ignored steps, sample/argmax the rest; loss, word error, sequence accuracy."""
@@ -115,6 +138,9 @@ def main(argv=None):
     p.add_argument("--d", type=int, default=2)
     p.add_argument("--mode", default="postselect")
     p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument("--lr-schedule", default=None,
+                   help="piecewise-constant Adam lr after given steps, e.g. '3000:0.001,4500:0.0005' "
+                        "(--lr before the first); applied every step, also after --resume")
     p.add_argument("--batch", type=int, default=50, help="per digit for MNIST, else sequences per step")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--stop-loss", type=float, default=None, help="stop when validation loss < this")
@@ -143,6 +169,7 @@ def main(argv=None):
     I = task0.input_size if task0 is not None else 2
     model = QRNN(I, args.W, stages=args.S, order=args.ord, degree=args.d, mode=args.mode, checkpoint=args.checkpoint_steps)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    schedule = parse_lr_schedule(args.lr_schedule)
     ck = run / "checkpoint.pt"
     state = {"step": 0, "best_val": math.inf, "best_step": -1, "converged_step": None}
     sampler = None
@@ -178,6 +205,8 @@ def main(argv=None):
             step = state["step"]
             b = sampler.batch(step)
             t0 = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, args.lr, schedule)
             opt.zero_grad()
             out = model(b.inputs, b.targets)  # teacher forcing: postselect every step
             loss = qrnn_loss(out.probs, b.targets[:, 1:], b.score)
@@ -190,6 +219,7 @@ def main(argv=None):
                 "loss": float(loss.detach()),
                 "min_postsel_prob": float(out.min_postsel_prob),
                 "grad_norm": gn,
+                "lr": opt.param_groups[0]["lr"],
                 "time_s": dt,
             }
             state["step"] = step + 1

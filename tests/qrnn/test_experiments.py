@@ -64,6 +64,20 @@ def test_train_fast_and_resume(tmp_path, train, task, extra):
     assert 0.0 <= res["argmax_full_test_accuracy"] <= 1.0 and len(res["sampled_10_batches"]) == 2
 
 
+def test_lr_schedule(tmp_path, train):
+    assert train.parse_lr_schedule("4:0.001,2:0.01") == [(2, 0.01), (4, 0.001)]
+    assert [train.lr_at(s, 0.1, [(2, 0.01), (4, 0.001)]) for s in range(6)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    with pytest.raises(ValueError, match="--lr-schedule: expected 'step:lr,step:lr,...'; got '3=0.1'"):
+        train.parse_lr_schedule("3=0.1")
+    run = tmp_path / "xor"
+    common = ["--task", "elman-xor", "--W", "2", "--S", "1", "--d", "2", "--batch", "4", "--run-dir", str(run),
+              "--eval-every", "2", "--ckpt-every", "1", "--val-n", "4", "--no-progress", "--lr", "0.05"]
+    train.main(common + ["--steps", "2"])
+    # resumed with a schedule: the new rates apply from the given steps on
+    train.main(common + ["--steps", "4", "--resume", "--lr-schedule", "3:0.002"])
+    assert [r["lr"] for r in _log(run)] == [0.05, 0.05, 0.05, 0.002]
+
+
 @needs_mnist
 def test_mnist_fast(tmp_path, train, monkeypatch):
     monkeypatch.setenv("QNN_DATA_DIR", str(DATA))
