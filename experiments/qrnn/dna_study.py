@@ -136,7 +136,9 @@ def plot(csv_path, png_path=None):
         for L in Ls:
             rs = [r for r in rows if r["model"] == kind and int(r["length"]) == L]
             conv = [int(r["steps"]) for r in rs if r["converged"] == "1"]
-            summary.append((kind, L, len(rs), len(conv), (sorted(conv)[len(conv) // 2] if conv else None), rs[0]["max_steps"]))
+            accs = sorted(float(r["val_acc"]) for r in rs)
+            summary.append((kind, L, len(rs), len(conv), (sorted(conv)[len(conv) // 2] if conv else None),
+                            rs[0]["max_steps"], accs[len(accs) // 2]))
             fx.append(L)
             frac.append(len(conv) / len(rs))
             if conv:
@@ -158,9 +160,10 @@ def plot(csv_path, png_path=None):
     fig.tight_layout()
     png_path = png_path or str(Path(csv_path).with_suffix(".png"))
     fig.savefig(png_path, dpi=120)
-    md = ["| model | L | runs | converged | median steps (converged) | step cap |", "|---|---|---|---|---|---|"]
-    for kind, L, n, c, m, cap in summary:
-        md.append(f"| {kind} | {L} | {n} | {c} | {m if m is not None else '-'} | {cap} |")
+    md = ["| model | L | runs | converged | median steps (converged) | step cap | median final val acc (last output) |",
+          "|---|---|---|---|---|---|---|"]
+    for kind, L, n, c, m, cap, acc in summary:
+        md.append(f"| {kind} | {L} | {n} | {c} | {m if m is not None else '-'} | {cap} | {acc:.2f} |")
     Path(csv_path).with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
