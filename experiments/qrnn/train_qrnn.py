@@ -138,6 +138,9 @@ def main(argv=None):
     p.add_argument("--d", type=int, default=2)
     p.add_argument("--mode", default="postselect")
     p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument("--loss", default="ce_probs", choices=["ce_probs", "nll"],
+                   help="training loss: the authors' CE of softmax(probabilities) (default) or -log p[target]; "
+                        "validation and checkpoint selection always use ce_probs")
     p.add_argument("--lr-schedule", default=None,
                    help="piecewise-constant Adam lr after given steps, e.g. '3000:0.001,4500:0.0005' "
                         "(--lr before the first); applied every step, also after --resume")
@@ -209,7 +212,7 @@ def main(argv=None):
                 group["lr"] = lr_at(step, args.lr, schedule)
             opt.zero_grad()
             out = model(b.inputs, b.targets)  # teacher forcing: postselect every step
-            loss = qrnn_loss(out.probs, b.targets[:, 1:], b.score)
+            loss = qrnn_loss(out.probs, b.targets[:, 1:], b.score, kind=args.loss)
             loss.backward()
             gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5))
             opt.step()

@@ -76,6 +76,10 @@ def test_lr_schedule(tmp_path, train):
     # resumed with a schedule: the new rates apply from the given steps on
     train.main(common + ["--steps", "4", "--resume", "--lr-schedule", "3:0.002"])
     assert [r["lr"] for r in _log(run)] == [0.05, 0.05, 0.05, 0.002]
+    # the NLL training loss option (validation keeps the authors' loss)
+    train.main(common + ["--steps", "5", "--resume", "--loss", "nll"])
+    last = _log(run)[-1]
+    assert last["step"] == 5 and last["loss"] > 0 and "val_loss" in last  # final step is evaluated
 
 
 @needs_mnist
