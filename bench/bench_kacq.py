@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -103,8 +104,6 @@ def main(argv=None):
     clf = KACQClassifier(epochs=a.epochs, patience=10**9, lr_patience=10**9, seed=0, verbose=False,
                          engine=a.engine, n_layers=a.n_layers)
     print(f"load average before: {os.getloadavg()}")
-    import resource
-
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0, c0 = time.perf_counter(), time.process_time()
     clf.fit(Xtr, ytr, X_val=Xte, y_val=yte)

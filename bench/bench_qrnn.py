@@ -13,9 +13,10 @@ Outputs (probabilities and gradients) are checked equal on those sequences.  Med
 process CPU time are both reported, with the load average (the machine may be shared).
 Results go to ``bench/results/bench_qrnn.json``.
 
-Measured on the shared 2-core machine: one torch thread is much faster than two for this
-workload (thousands of tiny ops; with 2 threads each pays an OpenMP fork/join on busy cores),
-so use ``--threads 1`` for the representative number (see experiments/qrnn/RESULTS.md).
+Measured on the 2-core machine: on a quiet machine 1 and 2 threads take about the same time
+(0.42 / 0.45 s per step); when other processes keep the cores busy, 2 threads are many times
+slower (thousands of tiny ops, each paying an OpenMP fork/join on busy cores), so on a shared
+machine use ``--threads 1`` (see experiments/qrnn/RESULTS.md).
 """
 
 from __future__ import annotations

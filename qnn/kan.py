@@ -331,11 +331,10 @@ class KANLinear(nn.Module):
             y = _TfkanLinear.apply(x2, self.scale, self.spline_weight, self.bias, self.grid_size,
                                    self.spline_order, lo, (hi - lo) / self.grid_size)
             return y.reshape(*lead, self.out_features)
+        # efficient: knots per input (a buffer that update_grid moves), autograd through the basis
         B = self.basis(x2).reshape(x2.shape[0], -1)  # (N, in * nb)
         spl_w = self._effective_spline_weight().reshape(-1, self.out_features)  # (in * nb, out)
-        base_w = self.scale if self.parameterization == "tfkan" else self.base_weight
-        y = B @ spl_w
-        y = torch.addmm(y, F.silu(x2), base_w)
+        y = torch.addmm(B @ spl_w, F.silu(x2), self.base_weight)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)

@@ -101,6 +101,9 @@ def main(argv=None):
             f"| {r['model']} | {r['n']} | {ms(r['accuracy'])} | {ms(r['roc_auc'], False)} | {ms(r['f1_macro'], False)} | "
             f"{ms(r['mcc'], False)} | {r['t']:.2f} | {r['p']:.3g} | {r['p_holm']:.3g} | {r['fit_s']:.1f} | "
             f"{pa[0]} | {pa[1]} | {pa[2]} |".replace("nan", "-"))
+    total_s = sum(r.get("fit_s", 0) for r in ok)
+    lines += ["", f"Compute: {len(ok)} fits, recorded fit times (`fit_s`, wall, one fit per process) sum to "
+                  f"{total_s:.0f} s = {total_s / 3600:.2f} h on one core."]
     if failed:
         lines += ["", f"Failed fits ({len(failed)}): " + ", ".join(sorted({f['model'] for f in failed}))]
     missing = [m for m in PAPER if m not in by]

@@ -84,6 +84,8 @@ def loss_and_acc(kind, model, task, train: bool):
 
 
 def run_one(kind, L, seed, max_steps, batch, threshold, eval_every, val_n, qrnn_lr=0.01, carry=True):
+    """Train one model until the validation loss of the scored output is < ``threshold`` (checked
+    every ``eval_every`` steps) or ``max_steps``; returns ``(model, validation task, CSV row)``."""
     model, lr = make_model(kind, seed, qrnn_lr)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     val = dna(val_n, L, seed=10_000 + seed, carry=carry)
@@ -103,7 +105,7 @@ def run_one(kind, L, seed, max_steps, batch, threshold, eval_every, val_n, qrnn_
             if vl < threshold:
                 steps, conv = step, True
                 break
-    return {
+    return model, val, {
         "model": kind,
         "length": L,
         "seed": seed,
@@ -207,7 +209,7 @@ def main(argv=None):
             w.writeheader()
         for L, s, m in tqdm(jobs, desc="dna study"):
             cap = args.max_steps if m == "qrnn" or args.max_steps_classical is None else args.max_steps_classical
-            row = run_one(m, L, s, cap, args.batch, args.threshold, args.eval_every, args.val_n, args.qrnn_lr,
+            _, _, row = run_one(m, L, s, cap, args.batch, args.threshold, args.eval_every, args.val_n, args.qrnn_lr,
                           carry=not args.zero_targets)
             row["lr"] = make_model(m, 0, args.qrnn_lr)[1]
             w.writerow(row)

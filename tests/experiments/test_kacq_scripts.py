@@ -68,3 +68,26 @@ def test_explain_study_quick(tmp_path, monkeypatch, capsys):
                 "lime_normal.png", "lime_global.png", "ranking_vs_paper.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
     assert len((tmp_path / "out" / "importance.csv").read_text().splitlines()) == 12
+
+
+@needs_heart
+def test_check_index_feature_quick(monkeypatch, capsys):
+    monkeypatch.setenv("QNN_DATA_DIR", str(DATA))
+    monkeypatch.syspath_prepend(str(ROOT / "experiments" / "kacq"))
+    mod = _load("check_index_feature")
+    seen = []
+
+    class OneEpoch(mod.KACQClassifier):
+        def __init__(self, **kw):
+            super().__init__(epochs=1, **kw)
+
+        def fit(self, X, y, X_val=None, y_val=None):
+            seen.append((X.shape, X_val.shape, float(X[:, -1].min()), float(X[:, -1].max())))
+            return super().fit(X, y, X_val=X_val, y_val=y_val)
+
+    monkeypatch.setattr(mod, "KACQClassifier", OneEpoch)
+    mod.main([0])
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["seed"] == 0 and rec["epochs_run"] == 1 and 0 <= rec["accuracy"] <= 1
+    # 12 columns (the row index appended, MinMax-scaled on the training split); validation = test split
+    assert seen == [((642, 12), (276, 12), 0.0, 1.0)]

@@ -265,6 +265,7 @@ class TestExperimentHelpers:
         yield c
         sys.modules.pop("common", None)
         sys.modules.pop("run_cv", None)
+        sys.modules.pop("summarize_cv", None)
 
     def test_nadeau_bengio_and_holm(self, common):
         from scipy import stats
@@ -280,7 +281,7 @@ class TestExperimentHelpers:
         assert common.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
 
     @pytest.mark.skipif(not HAVE_HEART_DATA, reason="heart.csv not found under $QNN_DATA_DIR")
-    def test_run_cv_resumes(self, common):
+    def test_run_cv_resumes(self, common, monkeypatch, tmp_path):
         import run_cv
 
         run_cv.run(["LogReg", "Dummy"], repeats=1, prep="clean", fold_filter=[0])
@@ -290,3 +291,12 @@ class TestExperimentHelpers:
         n_lines = len(common.CV_CACHE.read_text().splitlines())
         run_cv.run(["LogReg", "Dummy"], repeats=1, prep="clean", fold_filter=[0])  # cached: nothing added
         assert len(common.CV_CACHE.read_text().splitlines()) == n_lines
+        # the summary table states the fits and their summed recorded time
+        import summarize_cv
+
+        monkeypatch.setattr(common, "RESULTS", tmp_path)
+        summarize_cv.main(["--prep", "clean"])
+        md = (tmp_path / "cv_table_clean.md").read_text()
+        total = sum(r["fit_s"] for r in recs.values())
+        assert f"Compute: 2 fits, recorded fit times (`fit_s`, wall, one fit per process) sum to {total:.0f} s" in md
+        assert "| LogReg | 1 |" in md

@@ -17,15 +17,6 @@ needs_mnist = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _skip_slow_unless_selected(request):
-    """Full-size runs are marked ``slow``; they run only when selected with ``-m slow``."""
-    if request.node.get_closest_marker("slow") is not None:
-        expr = request.config.getoption("markexpr") or ""
-        if "slow" not in expr or "not slow" in expr:
-            pytest.skip("slow experiment-sized run: select it with `pytest -m slow`")
-
-
 def _load(rel):
     spec = importlib.util.spec_from_file_location(rel.replace("/", "_").replace(".py", ""), ROOT / rel)
     mod = importlib.util.module_from_spec(spec)
@@ -76,14 +67,26 @@ def test_lr_schedule(tmp_path, train):
     # resumed with a schedule: the new rates apply from the given steps on
     train.main(common + ["--steps", "4", "--resume", "--lr-schedule", "3:0.002"])
     assert [r["lr"] for r in _log(run)] == [0.05, 0.05, 0.05, 0.002]
-    # the NLL training loss option (validation keeps the authors' loss)
-    train.main(common + ["--steps", "5", "--resume", "--loss", "nll"])
-    last = _log(run)[-1]
-    assert last["step"] == 5 and last["loss"] > 0 and "val_loss" in last  # final step is evaluated
+
+def test_loss_option(tmp_path, train, monkeypatch):
+    """--loss nll changes the training loss only; validation keeps the authors' loss."""
+    kinds = []
+    real = train.qrnn_loss
+
+    def spy(*a, kind="ce_probs", **k):
+        kinds.append(kind)
+        return real(*a, kind=kind, **k)
+
+    monkeypatch.setattr(train, "qrnn_loss", spy)
+    run = tmp_path / "xor"
+    train.main(["--task", "elman-xor", "--W", "2", "--S", "1", "--d", "2", "--batch", "4", "--run-dir", str(run),
+                "--eval-every", "2", "--val-n", "4", "--no-progress", "--steps", "2", "--loss", "nll"])
+    assert kinds == ["nll", "nll", "ce_probs"], kinds  # two training steps, one validation
+    assert "val_loss" in _log(run)[-1]
 
 
 @needs_mnist
-def test_mnist_fast(tmp_path, train, monkeypatch):
+def test_mnist_fast(tmp_path, train, monkeypatch, capsys):
     monkeypatch.setenv("QNN_DATA_DIR", str(DATA))
     run = tmp_path / "mnist01"
     train.main(
@@ -94,6 +97,10 @@ def test_mnist_fast(tmp_path, train, monkeypatch):
     res = json.loads((run / "test.json").read_text())
     assert res["n_test"] == 8 and res["task"] == "mnist01"
     assert all("val_loss" in r for r in _log(run))
+    # the failure analysis of a trained run reads the same run directory
+    _load("experiments/qrnn/diagnose_mnist.py").main([str(run), "--train-n", "3"])
+    out = capsys.readouterr().out
+    assert "validation (n = 8): argmax accuracy" in out and "training images (n = 6)" in out and "class 1" in out
 
 
 def test_dna_study_fast(tmp_path):
@@ -155,44 +162,17 @@ def test_mnist01_reaches_target(tmp_path, train, monkeypatch):
     assert res["argmax_full_test_accuracy"] >= 0.98
 
 
-def _train_dna(L, seed, steps, carry=True, batch=128, lr=0.01):
-    """The authors' DNA setting (W5 S1 ord2 d3, Adam 0.01, batch 128, clip 0.5, teacher forcing);
-    returns (model, validation task, step at which val loss < 1e-3 or None)."""
-    import torch
-
-    from qnn.datasets.sequences import dna
-    from qnn.qrnn import QRNN, qrnn_loss
-
-    torch.manual_seed(seed)
-    model = QRNN(3, 5, stages=1, order=2, degree=3)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    val = dna(128, L, seed=10_000 + seed, carry=carry)
-    for step in range(1, steps + 1):
-        task = dna(batch, L, seed=1_000_000 * (seed + 1) + step, carry=carry)
-        opt.zero_grad()
-        out = model(task.inputs, task.targets)
-        qrnn_loss(out.probs, task.targets[:, 1:], task.score).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-        opt.step()
-        if step % 10 == 0:
-            with torch.no_grad():
-                o = model(val.inputs, val.targets, postselect=val.ignore, readout="argmax")
-                if float(qrnn_loss(o.probs, val.targets[:, 1:], val.score)) < 1e-3:
-                    return model, val, step
-    return model, val, None
-
-
 def test_dna_converges_with_the_authors_targets():
     """Regression test for the DNA failure: with the authors' targets (the base carried, and
     postselected, at every step after the mark) the authors' setting converges at L = 10 in well
     under their 1000-step budget (authors' median 180 steps); with all-zero unscored targets (our
     earlier generator) it stayed near chance for 1000 steps."""
-    import torch
-
     from qnn.qrnn import qrnn_loss
 
-    model, val, step = _train_dna(10, 0, 400)
-    assert step is not None, "DNA L=10 did not reach val loss < 1e-3 within 400 steps"
+    # the study's own training loop: W5 S1 ord2 d3, Adam 0.01, batch 128, clip 0.5, teacher forcing
+    study = _load("experiments/qrnn/dna_study.py")
+    model, val, row = study.run_one("qrnn", 10, 0, 400, 128, 1e-3, 10, 128, qrnn_lr=0.01, carry=True)
+    assert row["converged"], f"DNA L=10 did not reach val loss < 1e-3 within 400 steps: {row}"
     # The protocol postselects the unscored outputs onto the remembered base in evaluation too,
     # so the answer is carried by postselection, not by the workspace's memory of the input:
     # removing the mark from the inputs leaves the accuracy unchanged, while sampling the
