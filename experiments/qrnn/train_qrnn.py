@@ -28,12 +28,16 @@ from qnn.qrnn import QRNN, qrnn_loss  # noqa: E402
 def make_task(args, split, n=None, seed=0):
     t = args.task
     if t.startswith("mnist") or t.startswith("fashion"):
-        base, _, suffix = t.partition("-")
-        if suffix not in ("", "ds"):
-            raise ValueError(f"unknown MNIST variant {t!r}; expected e.g. mnist01 or mnist36-ds")
+        base, *suffixes = t.split("-")
+        if not set(suffixes) <= {"ds", "lz"} or len(set(suffixes)) != len(suffixes):
+            raise ValueError(
+                f"unknown MNIST variant {t!r}; expected e.g. mnist01, mnist36-ds, mnist01-lz "
+                "(-ds: deskewed, -lz: Lanczos resize)"
+            )
         digits = tuple(int(c) for c in base.replace("mnist", "").replace("fashion", ""))
         return seqs.mnist_pixels(
-            digits, split, n=n, seed=seed, fashion=t.startswith("fashion"), deskew=suffix == "ds"
+            digits, split, n=n, seed=seed, fashion=t.startswith("fashion"), deskew="ds" in suffixes,
+            resize="lanczos" if "lz" in suffixes else "box",
         )
     if t == "elman-xor":
         return seqs.elman_xor(n or 16, seed=seed)
@@ -144,6 +148,8 @@ def main(argv=None):
     p.add_argument("--lr-schedule", default=None,
                    help="piecewise-constant Adam lr after given steps, e.g. '3000:0.001,4500:0.0005' "
                         "(--lr before the first); applied every step, also after --resume")
+    p.add_argument("--amsgrad", action="store_true",
+                   help="Adam with the AMSGrad correction (not in the paper; guards against late collapses)")
     p.add_argument("--batch", type=int, default=50, help="per digit for MNIST, else sequences per step")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--stop-loss", type=float, default=None, help="stop when validation loss < this")
@@ -171,7 +177,7 @@ def main(argv=None):
     task0 = make_task(args, "train", n=2) if not args.task.startswith(("mnist", "fashion")) else None
     I = task0.input_size if task0 is not None else 2
     model = QRNN(I, args.W, stages=args.S, order=args.ord, degree=args.d, mode=args.mode, checkpoint=args.checkpoint_steps)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, amsgrad=args.amsgrad)
     schedule = parse_lr_schedule(args.lr_schedule)
     ck = run / "checkpoint.pt"
     state = {"step": 0, "best_val": math.inf, "best_step": -1, "converged_step": None}
