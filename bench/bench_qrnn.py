@@ -99,7 +99,7 @@ def main(argv=None):
     rw, rc, rws, rcs, (out_r, _) = timed(lambda: step_ref(model, Xs, Ys), args.ref_repeats)
     g_ref = [q.grad.clone() for q in model.parameters()]
     tol = 1e-4 if dtype == torch.float32 else 1e-9
-    prob_err = float((out_f.probs - out_r["probs"]).abs().max())
+    prob_err = float((out_f.probs - out_r["probs"]).detach().abs().max())
     grad_err = max(float((a - b).abs().max()) for a, b in zip(g_fast, g_ref))
     grad_scale = max(float(b.abs().max()) for b in g_ref)
     equal = prob_err < tol and grad_err < tol * max(1.0, grad_scale)

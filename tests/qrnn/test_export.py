@@ -37,7 +37,7 @@ class TestQiskit:
         assert np.allclose(amp[:, 0], full, atol=1e-10)  # amplitudes, signs included
         t = cell.tables()
         _, _, _, succ, _ = cell._step_core(hx.unsqueeze(1), torch.tensor([word]), t, False)
-        assert p == pytest.approx(float(succ[0]), rel=1e-9)
+        assert p == pytest.approx(float(succ[0].detach()), rel=1e-9)
         # with a measured target: the workspace after measurement equals hx of the fast cell
         out = cell(torch.tensor([(word >> (I - 1 - i)) & 1 for i in range(I)]), hx, target=torch.tensor(1))
         qc2, post2 = to_qiskit(cell, word, hx=hx, target=1)
@@ -62,9 +62,9 @@ class TestQiskit:
         t = cell.tables()
         _, _, _, succ, _ = cell._step_core(torch.tensor([[1.0], [0.0]], dtype=F64), torch.tensor([1]), t, False)
         # fraction of kept shots = single-pass success probability of all neurons
-        p = float(succ[0])
+        p = float(succ[0].detach())
         assert abs(n_kept / shots - p) < 5 * np.sqrt(p * (1 - p) / shots)
-        p1 = float(out.probs[1])
+        p1 = float(out.probs[1].detach())
         est = kept.get(1, 0) / n_kept
         assert abs(est - p1) < 5 * np.sqrt(p1 * (1 - p1) / n_kept) + 1e-3
 
