@@ -2,9 +2,10 @@
 index of heart.csv (an index column saved with the frame)?  The index is informative in principle
 (the file concatenates the source hospitals, whose disease rates differ).
 
-Paper protocol as in ``paper_protocol.py`` (stratified 70/30 split with random_state = seed,
-MinMax on the training split, checkpoint chosen on the test split) with the row index appended as
-a 12th column.  Compare with ``results/paper_protocol.md`` (11 columns, same seeds).
+The paper protocol of ``paper_protocol.py`` (``run_seed``: stratified 70/30 split with
+random_state = seed, MinMax on the training split, checkpoint chosen on the test split) with the
+row index appended as a 12th column.  Compare with ``results/paper_protocol.md`` (11 columns, same
+seeds).
 
     OMP_NUM_THREADS=1 python experiments/kacq/check_index_feature.py 0 1 2 \
         > experiments/kacq/results/check_index_feature.txt
@@ -17,30 +18,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import MinMaxScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-
-from qnn.datasets.heart import paper_encode  # noqa: E402
-from qnn.models import KACQClassifier  # noqa: E402
+from paper_protocol import run_seed  # noqa: E402
 
 
 def main(seeds):
-    X, y = paper_encode(common.load_df())
-    X = np.column_stack([X, np.arange(len(X), dtype=float)])
+    n = len(common.load_df())
     for seed in seeds:
-        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y)
-        sc = MinMaxScaler().fit(Xtr)
-        Xtr, Xte = sc.transform(Xtr), sc.transform(Xte)
-        clf = KACQClassifier(seed=seed, verbose=False, restore="val_accuracy", threads=1)
-        clf.fit(Xtr, ytr, X_val=Xte, y_val=yte)  # the authors' protocol: validation = test split
-        te = common.metrics(yte, clf.predict_proba(Xte)[:, 1])
-        tr = common.metrics(ytr, clf.predict_proba(Xtr)[:, 1])
-        print(json.dumps({"seed": seed, "accuracy": round(te["accuracy"], 4), "roc_auc": round(te["roc_auc"], 4),
-                          "train_accuracy": round(tr["accuracy"], 4), "best_epoch": clf.best_epoch_,
-                          "epochs_run": len(clf.history_)}), flush=True)
+        rec = run_seed(seed, n_layers=1, threads=1, extra=np.arange(n), verbose=False)
+        print(json.dumps({"seed": seed, "accuracy": round(rec["accuracy"], 4), "roc_auc": round(rec["roc_auc"], 4),
+                          "train_accuracy": round(rec["train_accuracy"], 4), "best_epoch": rec["best_epoch"],
+                          "epochs_run": rec["epochs_run"]}), flush=True)
 
 
 if __name__ == "__main__":

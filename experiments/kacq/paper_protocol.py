@@ -32,15 +32,17 @@ PAPER = {"accuracy": 0.9203, "roc_auc": 0.9477, "precision_macro": 0.9200, "reca
          "f1_macro": 0.9192, "mcc": 0.8385, "kappa": 0.8384}
 
 
-def run_seed(seed: int, n_layers: int, threads: int | None, interaction=None) -> dict:
+def run_seed(seed: int, n_layers: int, threads: int | None, interaction=None, extra=None,
+             verbose: bool = True) -> dict:
+    """One paper-protocol fit; ``interaction`` / ``extra`` add columns (see ``paper_preprocess``)."""
     from qnn.datasets.heart import paper_preprocess
     from qnn.models import KACQClassifier
 
     df = common.load_df()
     Xtr, Xte, ytr, yte, _ = paper_preprocess(df, test_size=0.3, random_state=seed, stratify=True,
-                                             interaction=interaction)
+                                             interaction=interaction, extra=extra)
     assert len(yte) == 276 and int((yte == 0).sum()) == 123
-    clf = KACQClassifier(seed=seed, n_layers=n_layers, verbose=True, restore="val_accuracy", threads=threads)
+    clf = KACQClassifier(seed=seed, n_layers=n_layers, verbose=verbose, restore="val_accuracy", threads=threads)
     t0 = time.perf_counter()
     clf.fit(Xtr, ytr, X_val=Xte, y_val=yte)  # the authors' protocol: validation = test split
     fit_s = time.perf_counter() - t0

@@ -319,6 +319,7 @@ def paper_preprocess(
     random_state: int | None = None,
     stratify: bool = True,
     interaction: tuple[str, str] | None = None,
+    extra: np.ndarray | None = None,
 ):
     """The KACQ-DCNN preprocessing: label codes, stratified split, MinMax fitted on train only.
 
@@ -328,12 +329,22 @@ def paper_preprocess(
         random_state: split seed (the paper's is unknown).
         stratify: stratify on the target (the KACQ split is stratified).
         interaction: optional 12th column, see :func:`paper_encode`.
+        extra: optional further columns, ``(n,)`` or ``(n, k)`` with one row per row of ``df``,
+            appended after the encoded features (split and scaled with them).
 
     Returns:
         ``(X_train, X_test, y_train, y_test, scaler)``, arrays scaled to [0, 1] on the training
         split (test values may fall slightly outside).
     """
     X, y = paper_encode(df, interaction)
+    if extra is not None:
+        extra = np.asarray(extra, dtype=np.float64)
+        extra = extra[:, None] if extra.ndim == 1 else extra
+        if extra.ndim != 2 or len(extra) != len(X):
+            raise ValueError(
+                f"paper_preprocess: extra must have shape ({len(X)},) or ({len(X)}, k); got {extra.shape}"
+            )
+        X = np.column_stack([X, extra])
     Xtr, Xte, ytr, yte = train_test_split(
         X, y, test_size=test_size, random_state=random_state, stratify=y if stratify else None
     )

@@ -156,6 +156,14 @@ class TestRealHeart:
         X, _ = paper_encode(df)
         # scaler statistics equal the training split's, not the full data's
         assert np.all(sc.data_min_ >= X.min(0)) and np.all(sc.data_max_ <= X.max(0))
+        # an extra column is split with the rows and scaled with the training split
+        Xtr2, Xte2, ytr2, _, _ = paper_preprocess(df, test_size=0.3, random_state=3, extra=np.arange(len(df)))
+        assert Xtr2.shape == (642, 12) and np.array_equal(ytr2, ytr)
+        np.testing.assert_allclose(Xtr2[:, :11], Xtr)
+        np.testing.assert_allclose(Xte2[:, :11], Xte)
+        assert Xtr2[:, 11].min() == 0 and Xtr2[:, 11].max() == 1
+        with pytest.raises(ValueError, match=r"paper_preprocess: extra must have shape \(918,\) or \(918, k\); got \(5,\)"):
+            paper_preprocess(df, extra=np.zeros(5))
 
     def test_uci_files(self):
         sizes = {"cleveland": 303, "hungarian": 294, "switzerland": 123, "va": 200}

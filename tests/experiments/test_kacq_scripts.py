@@ -76,8 +76,9 @@ def test_check_index_feature_quick(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(ROOT / "experiments" / "kacq"))
     mod = _load("check_index_feature")
     seen = []
+    import qnn.models
 
-    class OneEpoch(mod.KACQClassifier):
+    class OneEpoch(qnn.models.KACQClassifier):
         def __init__(self, **kw):
             super().__init__(epochs=1, **kw)
 
@@ -85,7 +86,7 @@ def test_check_index_feature_quick(monkeypatch, capsys):
             seen.append((X.shape, X_val.shape, float(X[:, -1].min()), float(X[:, -1].max())))
             return super().fit(X, y, X_val=X_val, y_val=y_val)
 
-    monkeypatch.setattr(mod, "KACQClassifier", OneEpoch)
+    monkeypatch.setattr(qnn.models, "KACQClassifier", OneEpoch)
     mod.main([0])
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rec["seed"] == 0 and rec["epochs_run"] == 1 and 0 <= rec["accuracy"] <= 1
