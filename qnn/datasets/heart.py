@@ -339,8 +339,7 @@ def paper_preprocess(
     X, y = paper_encode(df, interaction)
     if extra is not None:
         extra = np.asarray(extra, dtype=np.float64)
-        extra = extra[:, None] if extra.ndim == 1 else extra
-        if extra.ndim != 2 or len(extra) != len(X):
+        if extra.ndim not in (1, 2) or len(extra) != len(X):
             raise ValueError(
                 f"paper_preprocess: extra must have shape ({len(X)},) or ({len(X)}, k); got {extra.shape}"
             )
