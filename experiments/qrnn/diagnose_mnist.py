@@ -26,10 +26,24 @@ train_qrnn = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_qrnn)
 
 
+def load_run_model(run: Path, checkpoint: str = "best.pt") -> tuple[QRNN, argparse.Namespace]:
+    """The model saved in a ``train_qrnn.py`` run directory, and the run's arguments."""
+    args = argparse.Namespace(**json.loads((run / "args.json").read_text()))
+    blob = torch.load(run / checkpoint, weights_only=False)
+    model = QRNN(2, args.W, stages=args.S, order=args.ord, degree=args.d)
+    model.load_state_dict(blob["model"] if "model" in blob else blob)
+    return model, args
+
+
 @torch.no_grad()
+def last_step_probs(model, task, batch: int = 500) -> torch.Tensor:
+    """``(n, 4)`` probabilities of the label word, pixel steps postselected as in evaluation."""
+    return torch.cat([model(task.inputs[i:i + batch], task.targets[i:i + batch], postselect=task.ignore,
+                            readout="argmax").probs[:, :, -1] for i in range(0, len(task), batch)])
+
+
 def report(model, task, name):
-    p = torch.cat([model(task.inputs[i:i + 500], task.targets[i:i + 500], postselect=task.ignore,
-                         readout="argmax").probs[:, :, -1] for i in range(0, len(task), 500)])
+    p = last_step_probs(model, task)
     lab = task.labels
     pc = p[torch.arange(len(lab)), lab]
     pred = p.argmax(1)
@@ -50,10 +64,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     run = Path(a.run_dir)
-    args = argparse.Namespace(**json.loads((run / "args.json").read_text()))
-    blob = torch.load(run / a.checkpoint, weights_only=False)
-    model = QRNN(2, args.W, stages=args.S, order=args.ord, degree=args.d)
-    model.load_state_dict(blob["model"] if "model" in blob else blob)
+    model, args = load_run_model(run, a.checkpoint)
     sampler = train_qrnn.Sampler(args)
     print(f"run {run.name}, {a.checkpoint}, task {args.task}")
     report(model, sampler.validation(), "validation")

@@ -11,7 +11,6 @@ of their best checkpoint and the correlation of their p(label 1) with the ink co
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,31 +18,26 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from diagnose_mnist import last_step_probs, load_run_model  # noqa: E402
 
 from qnn.datasets.sequences import mnist_pixels  # noqa: E402
-from qnn.qrnn import QRNN  # noqa: E402
+
+
+def bits(task) -> np.ndarray:
+    """The 10x10 image bits of each sequence (the row scan: bit 1 of every word; background = 1)."""
+    return ((task.inputs >> 1) & 1).numpy()
 
 
 def ink(task) -> np.ndarray:
-    """Ink pixels per image (the row-scan bit is 0 on ink: the background bit is 1)."""
-    return (1 - ((task.inputs >> 1) & 1)).sum(1).numpy()
+    """Ink pixels per image (the bits that are 0)."""
+    return (1 - bits(task)).sum(1)
 
 
 def best_threshold(counts: np.ndarray, labels: np.ndarray, first: int = 0) -> int:
     """The ``k`` maximising the accuracy of 'class ``first`` iff count > k' on these data."""
     return max(range(int(counts.max()) + 1), key=lambda k: ((counts > k) == (labels == first)).mean())
-
-
-@torch.no_grad()
-def model_probs(run: Path, task) -> np.ndarray:
-    args = json.loads((run / "args.json").read_text())
-    model = QRNN(2, args["W"], stages=args["S"], order=args["ord"], degree=args["d"])
-    blob = torch.load(run / "best.pt", weights_only=False)
-    model.load_state_dict(blob["model"] if "model" in blob else blob)
-    return torch.cat([
-        model(task.inputs[i:i + 500], task.targets[i:i + 500], postselect=task.ignore, readout="argmax").probs[:, :, -1]
-        for i in range(0, len(task), 500)
-    ]).numpy()
 
 
 def main(argv=None):
@@ -61,25 +55,25 @@ def main(argv=None):
         te = mnist_pixels((0, 1), "test", resize=resize, n=a.n_test, seed=0)
         tests[resize] = te
         ytr, yte = tr.labels.numpy(), te.labels.numpy()
-        k = best_threshold(ink(tr), ytr)
-        acc = float(((ink(te) > k) == (yte == 0)).mean())
-        bits = lambda t: ((t.inputs >> 1) & 1).numpy()  # noqa: E731
-        lr = LogisticRegression(max_iter=3000).fit(bits(tr), ytr)
-        print(f"resize {resize}: ink pixels (test) 0s {ink(te)[yte == 0].mean():.1f}, 1s {ink(te)[yte == 1].mean():.1f}; "
+        btr, bte = bits(tr), bits(te)
+        itr, ite = (1 - btr).sum(1), (1 - bte).sum(1)
+        k = best_threshold(itr, ytr)
+        acc = float(((ite > k) == (yte == 0)).mean())
+        lr = LogisticRegression(max_iter=3000).fit(btr, ytr)
+        print(f"resize {resize}: ink pixels (test) 0s {ite[yte == 0].mean():.1f}, 1s {ite[yte == 1].mean():.1f}; "
               f"'0 iff ink > {k}' (threshold from {len(ytr)} training images): test accuracy {acc:.4f} (n = {len(yte)}); "
-              f"logistic regression on the 100 bits: {lr.score(bits(te), yte):.4f}")
+              f"logistic regression on the 100 bits: {lr.score(bte, yte):.4f}")
     for r in a.runs:
         run = Path(r)
-        task = json.loads((run / "args.json").read_text())["task"]
-        te = tests["lanczos" if task.endswith("-lz") else "box"]
-        p = model_probs(run, te)
-        y = te.labels.numpy()
-        pred = p.argmax(1)
-        wrong = pred != y
-        print(f"run {run.name} ({task}): test argmax accuracy {float((~wrong).mean()):.4f}; "
-              f"corr(p(label 1), ink) {np.corrcoef(p[:, 1], ink(te))[0, 1]:+.3f}; "
-              f"median ink of misread 0s {np.median(ink(te)[wrong & (y == 0)]) if (wrong & (y == 0)).any() else float('nan')}, "
-              f"of misread 1s {np.median(ink(te)[wrong & (y == 1)]) if (wrong & (y == 1)).any() else float('nan')}")
+        model, args = load_run_model(run)
+        te = tests["lanczos" if args.task.endswith("-lz") else "box"]
+        p = last_step_probs(model, te).numpy()
+        y, counts = te.labels.numpy(), ink(te)
+        wrong = p.argmax(1) != y
+        med = [float(np.median(counts[wrong & (y == c)])) if (wrong & (y == c)).any() else float("nan") for c in (0, 1)]
+        print(f"run {run.name} ({args.task}): test argmax accuracy {float((~wrong).mean()):.4f}; "
+              f"corr(p(label 1), ink) {np.corrcoef(p[:, 1], counts)[0, 1]:+.3f}; "
+              f"median ink of misread 0s {med[0]}, of misread 1s {med[1]}")
 
 
 if __name__ == "__main__":
