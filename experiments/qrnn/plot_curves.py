@@ -47,12 +47,12 @@ def plot_run(run: Path, out: Path) -> dict:
     plt.close(fig)
     # a compact CSV of the curve (every 10th step and all evaluations)
     with open(out / f"{run.name}_curve.csv", "w") as f:
-        f.write("step,loss,min_postsel_prob,time_s,val_loss,val_acc\n")
+        f.write("step,loss,min_postsel_prob,time_s,val_loss,val_acc,grad_norm\n")
         for r in log:
             if r["step"] % 10 == 0 or "val_loss" in r:
                 f.write(
                     f"{r['step']},{r['loss']:.6g},{r['min_postsel_prob']:.4g},{r['time_s']:.3f},"
-                    f"{r.get('val_loss', '')},{r.get('val_acc', '')}\n"
+                    f"{r.get('val_loss', '')},{r.get('val_acc', '')},{r.get('grad_norm', float('nan')):.4g}\n"
                 )
     for name in ("test.json", "summary.json", "args.json"):
         if (run / name).exists():

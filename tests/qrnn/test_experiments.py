@@ -147,6 +147,29 @@ def test_ink_count_fast(tmp_path, train, monkeypatch, capsys):
     assert ic.best_threshold(np.array([1, 2, 8, 9]), np.array([1, 1, 0, 0])) in range(2, 8)
 
 
+def test_seed_table(tmp_path, capsys):
+    st = _load("experiments/qrnn/seed_table.py")
+
+    def run(name, accs, losses, sampled, argmax):
+        lines = ["step,loss,min_postsel_prob,time_s,val_loss,val_acc,grad_norm"]
+        for i, (a, vl) in enumerate(zip(accs, losses)):
+            lines.append(f"{10 * (i + 1)},0.1,{0.01 / (i + 1)},0.5,{vl},{a},{i + 1}")
+        (tmp_path / f"{name}_curve.csv").write_text("\n".join(lines) + "\n")
+        (tmp_path / f"{name}_test.json").write_text(json.dumps({
+            "sampled_10_batches_mean": sampled, "sampled_10_batches_se": 0.01,
+            "argmax_full_test_accuracy": argmax, "sampled_full_test_accuracy": sampled}))
+
+    run("a", [0.5, 0.9, 0.6, 0.95], [0.4, 0.05, 0.3, 0.02], 0.99, 0.995)  # one collapse, at step 30
+    run("b", [0.5, 0.7, 0.5, 0.6], [0.4, 0.2, 0.3, 0.25], 0.80, 0.85)  # never >= 0.8: no collapse
+    a, b = st.load("a", tmp_path), st.load("b", tmp_path)
+    assert a["best_step"] == 40 and a["best_val_loss"] == 0.02 and b["collapses"] == []
+    assert a["collapses"] == [{"step": 30, "max_grad_norm": 3.0, "min_postsel_prob": 0.01 / 3}]
+    st.main(["a", "b", "--results", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "Lowest validation loss: a -> test 0.990 ± 0.010 sampled, 0.9950 argmax." in out
+    assert "Mean over the 2 runs: 0.895 sampled, 0.922 argmax; 1 of 2 runs >= 0.98 sampled." in out
+
+
 def test_dna_study_fast(tmp_path):
     mod = _load("experiments/qrnn/dna_study.py")
     out = tmp_path / "dna.csv"
