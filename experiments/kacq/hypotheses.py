@@ -187,20 +187,20 @@ def main(argv=None):
         done = {(r["hypothesis"], r["seed"]) for r in load()}
         todo = [(h, s) for s in a.seeds for h in hyps if (h, s) not in done]
         print(f"{len(todo)} runs to do ({len(done)} cached)", flush=True)
+
+        def record(recs):
+            for rec in recs:
+                common.append_cache(rec, OUT)
+                print(f"{rec['hypothesis']} seed {rec['seed']}: acc {rec['accuracy']:.4f} "
+                      f"AUC {rec['roc_auc']:.4f} train {rec['train_accuracy']:.4f}", flush=True)
+
         if a.workers > 1:
             import multiprocessing as mp
 
             with mp.get_context("spawn").Pool(a.workers) as pool:
-                for rec in pool.imap_unordered(run_one, todo):
-                    common.append_cache(rec, OUT)
-                    print(f"{rec['hypothesis']} seed {rec['seed']}: acc {rec['accuracy']:.4f} "
-                          f"AUC {rec['roc_auc']:.4f} train {rec['train_accuracy']:.4f}", flush=True)
+                record(pool.imap_unordered(run_one, todo))
         else:
-            for t in todo:
-                rec = run_one(t)
-                common.append_cache(rec, OUT)
-                print(f"{rec['hypothesis']} seed {rec['seed']}: acc {rec['accuracy']:.4f} "
-                      f"AUC {rec['roc_auc']:.4f} train {rec['train_accuracy']:.4f}", flush=True)
+            record(map(run_one, todo))
     md = summarize()
     (common.RESULTS / "hypotheses.md").write_text(md)
     print(md)
