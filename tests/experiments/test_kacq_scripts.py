@@ -188,3 +188,4 @@ def test_keras_reference_split_and_summary(tmp_path, monkeypatch):
     rows = [l for l in md.splitlines() if l.startswith("| 0 |")]
     assert rows[0] == "| 0 | full, L=1 | 0.8800 | 0.9300 | 0.8 | 0.8800 | 7 / 20 | 0.8804 | 0.9271 | 13 / 39 |"
     assert rows[1] == "| 0 | classical channel only | 0.8700 | 0.9400 | - | 0.6000 | 5 / 12 | - | - | - |"
+    assert "| mean (n=1) | full, L=1 | 0.8800 | 0.9300 | 0.8000 | 0.8800 | | 0.8804 | 0.9271 | |" in md
