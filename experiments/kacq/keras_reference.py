@@ -15,7 +15,7 @@ stratify=y, random_state=seed)``, MinMax fitted on the training split.
 It is *not* part of qnn and not run by CI (TensorFlow is not a qnn dependency).  Environment:
 
     python3 -m venv /tmp/tfenv
-    /tmp/tfenv/bin/pip install "tensorflow-cpu==2.15.*" "tfkan==0.1.1" "pennylane==0.36.*" pandas scikit-learn
+    /tmp/tfenv/bin/pip install "tensorflow-cpu==2.15.*" "tfkan==0.1.1" "pennylane==0.36.*" "autoray==0.6.12" pandas scikit-learn
     QNN_DATA_DIR=/work/shared/datasets /tmp/tfenv/bin/python experiments/kacq/keras_reference.py --seeds 0 1 2
 
 Output: one JSON line per seed appended to ``results/keras_reference.jsonl`` with the per-epoch
