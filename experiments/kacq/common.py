@@ -107,6 +107,16 @@ def append_cache(rec: dict, path: Path | None = None) -> None:
 
 
 # ----------------------------------------------------------------------------- statistics
+def mean_sd(values, digits: int = 4) -> str:
+    """``"mean ± sd"`` (sample sd) of the values that are not None; one value alone, ``"-"`` for none."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}"
+
+
 def nadeau_bengio(a, b, n_train: int, n_test: int) -> tuple[float, float]:
     """Corrected resampled t-test (Nadeau & Bengio 2003) on paired per-fold scores.
 

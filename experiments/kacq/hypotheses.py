@@ -152,19 +152,13 @@ def summarize() -> str:
              "| hypothesis | seeds | test acc | test AUC | train acc (kept weights) | train loss @ epoch 16 | "
              "vs baseline |", "|---|---|---|---|---|---|---|"]
 
-    def ms(v):
-        v = [x for x in v if x is not None]
-        if not v:
-            return "-"
-        return f"{np.mean(v):.4f}" + (f" ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else "")
-
     rows = sorted(by.items(), key=lambda kv: (-len(kv[1]), -np.mean([r["accuracy"] for r in kv[1]])))
     for hyp, rs in rows:
         rs = sorted(rs, key=lambda r: r["seed"])
         d = [r["accuracy"] - base[r["seed"]]["accuracy"] for r in rs if r["seed"] in base]
-        lines.append(f"| {hyp} | {','.join(str(r['seed']) for r in rs)} | {ms([r['accuracy'] for r in rs])} | "
-                     f"{ms([r['roc_auc'] for r in rs])} | {ms([r['train_accuracy'] for r in rs])} | "
-                     f"{ms([r['loss_epoch16'] for r in rs])} | "
+        lines.append(f"| {hyp} | {','.join(str(r['seed']) for r in rs)} | {common.mean_sd([r['accuracy'] for r in rs])} | "
+                     f"{common.mean_sd([r['roc_auc'] for r in rs])} | {common.mean_sd([r['train_accuracy'] for r in rs])} | "
+                     f"{common.mean_sd([r['loss_epoch16'] for r in rs])} | "
                      f"{(f'{np.mean(d):+.4f}' if d and hyp != 'baseline' else '-')} |")
     n_hit = sum(1 for r in recs if r["accuracy"] >= 0.92 and r["roc_auc"] >= 0.947
                 and not r["hypothesis"].startswith("control"))
@@ -181,10 +175,11 @@ def main(argv=None):
     ap.add_argument("--summary-only", action="store_true")
     a = ap.parse_args(argv)
     if not a.summary_only:
-        hyps = a.only or all_hypotheses()
-        unknown = [h for h in hyps if h not in all_hypotheses()]
+        known = all_hypotheses()
+        hyps = a.only or known
+        unknown = [h for h in hyps if h not in known]
         if unknown:
-            ap.error(f"unknown hypotheses {unknown}; choose from {all_hypotheses()}")
+            ap.error(f"unknown hypotheses {unknown}; choose from {known}")
         done = {(r["hypothesis"], r["seed"]) for r in load()}
         todo = [(h, s) for s in a.seeds for h in hyps if (h, s) not in done]
         print(f"{len(todo)} runs to do ({len(done)} cached)", flush=True)

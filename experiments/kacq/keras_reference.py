@@ -29,12 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402  (numpy and the standard library only at import time)
+
 OUT = HERE / "results" / "keras_reference.jsonl"
 FEATURES = ["Age", "Sex", "ChestPainType", "RestingBP", "Cholesterol", "FastingBS", "RestingECG", "MaxHR",
             "ExerciseAngina", "Oldpeak", "ST_Slope"]
@@ -176,9 +180,7 @@ def summarize(out: Path = OUT, torch_runs: Path = HERE / "results" / "paper_prot
         (side if r["classical_only"] else lines).append(row + qnn_cols)
     full = [r for r in recs if not r["classical_only"] and r["n_layers"] == 1]
     if full:
-        def ms(v):
-            return f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
-
+        ms = common.mean_sd
         pairs = [(r, ours[r["seed"]]) for r in full if r["seed"] in ours]
         t16 = [r["history"]["accuracy"][15] for r in full if len(r["history"]["accuracy"]) >= 16]
         lines.append(f"| mean (n={len(full)}) | full, L=1 | {ms([r['accuracy'] for r in full])} | "
@@ -201,9 +203,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     for s in ([] if a.summary_only else a.seeds):
         rec = run(s, a.n_layers, a.classical_only, a.epochs)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        with open(OUT, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        common.append_cache(rec, OUT)
         h = rec["history"]
         print(f"seed {s}: test acc {rec['accuracy']:.4f} AUC {rec['roc_auc']:.4f} best epoch {rec['best_epoch']}/"
               f"{rec['epochs_run']}; Keras training accuracy per epoch {h['accuracy']}", flush=True)

@@ -30,9 +30,9 @@ def bits(task) -> np.ndarray:
     return ((task.inputs >> 1) & 1).numpy()
 
 
-def ink(task) -> np.ndarray:
-    """Ink pixels per image (the bits that are 0)."""
-    return (1 - bits(task)).sum(1)
+def ink(b: np.ndarray) -> np.ndarray:
+    """Ink pixels per image (the bits that are 0) of ``bits(task)``."""
+    return (1 - b).sum(1)
 
 
 def best_threshold(counts: np.ndarray, labels: np.ndarray, first: int = 0) -> int:
@@ -53,10 +53,10 @@ def main(argv=None):
     for resize in ("box", "lanczos"):
         tr = mnist_pixels((0, 1), "train", resize=resize, n=a.n_train, seed=0)
         te = mnist_pixels((0, 1), "test", resize=resize, n=a.n_test, seed=0)
-        tests[resize] = te
         ytr, yte = tr.labels.numpy(), te.labels.numpy()
         btr, bte = bits(tr), bits(te)
-        itr, ite = (1 - btr).sum(1), (1 - bte).sum(1)
+        itr, ite = ink(btr), ink(bte)
+        tests[resize] = (te, ite)
         k = best_threshold(itr, ytr)
         acc = float(((ite > k) == (yte == 0)).mean())
         lr = LogisticRegression(max_iter=3000).fit(btr, ytr)
@@ -66,9 +66,9 @@ def main(argv=None):
     for r in a.runs:
         run = Path(r)
         model, args = load_run_model(run)
-        te = tests["lanczos" if args.task.endswith("-lz") else "box"]
+        te, counts = tests["lanczos" if args.task.endswith("-lz") else "box"]
         p = last_step_probs(model, te).numpy()
-        y, counts = te.labels.numpy(), ink(te)
+        y = te.labels.numpy()
         wrong = p.argmax(1) != y
         med = [float(np.median(counts[wrong & (y == c)])) if (wrong & (y == c)).any() else float("nan") for c in (0, 1)]
         print(f"run {run.name} ({args.task}): test argmax accuracy {float((~wrong).mean()):.4f}; "

@@ -280,6 +280,11 @@ class TestExperimentHelpers:
         assert p > stats.ttest_rel(a, b).pvalue
         assert common.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
 
+    def test_mean_sd(self, common):
+        assert common.mean_sd([1.0, 2.0, 3.0]) == "2.0000 ± 1.0000"  # sample sd
+        assert common.mean_sd([0.5, None], digits=2) == "0.50"
+        assert common.mean_sd([None]) == "-" and common.mean_sd([]) == "-"
+
     @pytest.mark.skipif(not HAVE_HEART_DATA, reason="heart.csv not found under $QNN_DATA_DIR")
     def test_run_cv_resumes(self, common, monkeypatch, tmp_path):
         import run_cv
