@@ -30,7 +30,9 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import numbers
+import operator
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 __all__ = [
@@ -49,26 +51,73 @@ __all__ = [
 ]
 
 
+def _int(value, what: str, owner: str = "Circuit", minimum: int | None = None) -> int:
+    """``value`` as an int (Python or numpy integer; not bool, not float), >= ``minimum``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{owner}: {what} must be an int; got {value!r}")
+    try:
+        i = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {what} must be an int; got {value!r}") from None
+    if minimum is not None and i < minimum:
+        raise ValueError(f"{owner}: {what} must be an int >= {minimum}; got {i}")
+    return i
+
+
+def _real(value, what: str, owner: str = "Circuit") -> float:
+    """``value`` as a finite float (any real number type; not bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {what} must be a real number; got {value!r}")
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValueError(f"{owner}: {what} must be finite; got {f}")
+    return f
+
+
+def _name(value, what: str, owner: str = "Circuit") -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{owner}: {what} must be a non-empty str; got {value!r}")
+    return value
+
+
+PARAM_KINDS = ("input", "weight", "const")
+
+
 @dataclass(frozen=True)
 class Param:
-    """Where a gate angle comes from: ``source[index] * scale + offset``."""
+    """Where a gate angle comes from: ``source[index] * scale + offset``.
+
+    ``kind`` is ``"input"`` or ``"weight"`` (``index >= 0``) or ``"const"`` (``index = -1``,
+    the angle is ``offset``); ``scale`` and ``offset`` are finite reals.  Anything else raises
+    at construction."""
 
     kind: str  # "input" | "weight" | "const"
     index: int = -1
     scale: float = 1.0
     offset: float = 0.0
 
+    def __post_init__(self):
+        if self.kind not in PARAM_KINDS:
+            raise ValueError(f"Param: kind must be one of {list(PARAM_KINDS)}; got {self.kind!r}")
+        lo = -1 if self.kind == "const" else 0
+        index = _int(self.index, "index", "Param", minimum=lo)
+        if self.kind == "const" and index != -1:
+            raise ValueError(f"Param: a constant has no index (index=-1); got {index}")
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "scale", _real(self.scale, "scale", "Param"))
+        object.__setattr__(self, "offset", _real(self.offset, "offset", "Param"))
+
     @staticmethod
     def input(index: int, scale: float = 1.0, offset: float = 0.0) -> "Param":
-        return Param("input", int(index), float(scale), float(offset))
+        return Param("input", index, scale, offset)
 
     @staticmethod
     def weight(index: int, scale: float = 1.0, offset: float = 0.0) -> "Param":
-        return Param("weight", int(index), float(scale), float(offset))
+        return Param("weight", index, scale, offset)
 
     @staticmethod
     def const(value: float) -> "Param":
-        return Param("const", -1, 0.0, float(value))
+        return Param("const", -1, 0.0, value)
 
 
 # name -> (number of wires (None = any >= 2, for multi-controlled), number of angles)
@@ -92,11 +141,50 @@ GATES: dict[str, tuple[int | None, int]] = {
 }
 
 
+def _wire_tuple(wires, what: str, owner: str = "Circuit", n_qubits: int | None = None) -> tuple[int, ...]:
+    """``wires`` (an int or a sequence of ints) as a tuple of distinct ints in range."""
+    if isinstance(wires, (str, bytes)) or not isinstance(wires, Iterable):
+        wires = (wires,)
+    out = []
+    for w in wires:
+        w = _int(w, f"{what} wire", owner)
+        if w < 0 or (n_qubits is not None and w >= n_qubits):
+            hi = "" if n_qubits is None else f", {n_qubits - 1}"
+            raise ValueError(f"{owner}: {what} wire must be in [0{hi}]; got {w}")
+        out.append(w)
+    out = tuple(out)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{owner}: {what} wires must be distinct; got {out}")
+    return out
+
+
 @dataclass(frozen=True)
 class Gate:
+    """One gate: a name from :data:`GATES`, its wires (controls first) and one :class:`Param`
+    per angle; checked at construction (wire ranges are checked by :meth:`Circuit.add`)."""
+
     name: str
     wires: tuple[int, ...]
     params: tuple[Param, ...] = ()
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or self.name not in GATES:
+            raise ValueError(f"Gate: unknown gate {self.name!r}; valid gates are {sorted(GATES)}")
+        wires = _wire_tuple(self.wires, self.name, "Gate")
+        n_wires, n_params = GATES[self.name]
+        if n_wires is None:
+            if len(wires) < 2:
+                raise ValueError(f"Gate: {self.name} needs >= 2 wires (controls + target); got {len(wires)}")
+        elif len(wires) != n_wires:
+            raise ValueError(f"Gate: {self.name} acts on {n_wires} wire(s); got {len(wires)}")
+        params = tuple(self.params)
+        if len(params) != n_params or not all(isinstance(p, Param) for p in params):
+            raise ValueError(f"Gate: {self.name} takes {n_params} Param(s); got {params!r}")
+        object.__setattr__(self, "wires", wires)
+        object.__setattr__(self, "params", params)
+
+
+MEASUREMENT_KINDS = ("expval", "probs")
 
 
 @dataclass(frozen=True)
@@ -107,6 +195,21 @@ class Measurement:
     kind: str
     wires: tuple[int, ...]
     pauli: str = ""  # for expval: one letter of I/X/Y/Z per wire
+
+    def __post_init__(self):
+        if self.kind not in MEASUREMENT_KINDS:
+            raise ValueError(f"Measurement: kind must be one of {list(MEASUREMENT_KINDS)}; got {self.kind!r}")
+        wires = _wire_tuple(self.wires, self.kind, "Measurement")
+        if not wires:
+            raise ValueError(f"Measurement: {self.kind} needs at least one wire; got none")
+        if self.kind == "expval":
+            if not isinstance(self.pauli, str) or len(self.pauli) != len(wires) or set(self.pauli) - set("IXYZ"):
+                raise ValueError(
+                    f"Measurement: expval needs a Pauli word of I/X/Y/Z with one letter per wire "
+                    f"({len(wires)}); got {self.pauli!r}")
+        elif self.pauli:
+            raise ValueError(f"Measurement: probs takes no Pauli word; got {self.pauli!r}")
+        object.__setattr__(self, "wires", wires)
 
     @property
     def n_outputs(self) -> int:
@@ -121,6 +224,11 @@ class StatePrep:
     start: int
     n_features: int
     pad: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "start", _int(self.start, "start", "StatePrep", minimum=0))
+        object.__setattr__(self, "n_features", _int(self.n_features, "n_features", "StatePrep", minimum=1))
+        object.__setattr__(self, "pad", _real(self.pad, "pad", "StatePrep"))
 
 
 @dataclass
@@ -150,9 +258,9 @@ class Circuit:
     """
 
     def __init__(self, n_qubits: int):
-        if not isinstance(n_qubits, int) or isinstance(n_qubits, bool) or n_qubits < 1:
+        if isinstance(n_qubits, bool) or not isinstance(n_qubits, numbers.Integral) or n_qubits < 1:
             raise ValueError(f"Circuit: n_qubits must be a positive int; got {n_qubits!r}")
-        self.n_qubits = n_qubits
+        self.n_qubits = int(n_qubits)
         self.gates: list[Gate] = []
         self.state_prep: StatePrep | None = None
         self.measurements: list[Measurement] = []
@@ -161,39 +269,43 @@ class Circuit:
         self.n_weights = 0
 
     # ------------------------------------------------------------------ building
-    def _check_wires(self, wires: Sequence[int], what: str) -> tuple[int, ...]:
-        wires = tuple(int(w) for w in wires)
-        for w in wires:
-            if not 0 <= w < self.n_qubits:
-                raise ValueError(
-                    f"Circuit: {what} wire must be in [0, {self.n_qubits - 1}]; got {w}"
-                )
-        if len(set(wires)) != len(wires):
-            raise ValueError(f"Circuit: {what} wires must be distinct; got {wires}")
-        return wires
+    def _check_wires(self, wires: Sequence[int] | int, what: str) -> tuple[int, ...]:
+        return _wire_tuple(wires, what, "Circuit", self.n_qubits)
 
     def new_inputs(self, n: int) -> list[int]:
-        """Reserve ``n`` further input features; returns their indices."""
+        """Reserve ``n`` (>= 0) further input features; returns their indices."""
+        n = _int(n, "the number of new inputs", minimum=0)
         idx = list(range(self.n_inputs, self.n_inputs + n))
         self.n_inputs += n
         return idx
 
     def new_weights(self, name: str, shape: Sequence[int]) -> list[int]:
-        """Reserve a named weight block of ``shape``; returns its flat indices (row-major)."""
-        shape = tuple(int(s) for s in shape)
+        """Reserve a weight block called ``name`` (unique) of ``shape`` (ints >= 0); returns
+        its flat indices (row-major)."""
+        name = _name(name, "weight block name")
+        if any(b.name == name for b in self.weight_blocks):
+            raise ValueError(f"Circuit: weight block name must be unique; got {name!r} again")
+        if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
+            raise TypeError(f"Circuit: weight block shape must be a sequence of ints; got {shape!r}")
+        shape = tuple(_int(d, "weight block dimension", minimum=0) for d in shape)
         block = WeightBlock(name, shape, self.n_weights)
         self.weight_blocks.append(block)
         self.n_weights += block.size
         return list(range(block.offset, block.offset + block.size))
 
+    def _unused_name(self, prefix: str) -> str:
+        names = {b.name for b in self.weight_blocks}
+        k = len(self.weight_blocks)
+        while f"{prefix}{k}" in names:
+            k += 1
+        return f"{prefix}{k}"
+
     def add(self, name: str, wires: Sequence[int] | int, params: Iterable[Param | float] = ()) -> "Circuit":
         """Append a gate.  Numbers in ``params`` become constants."""
-        if name not in GATES:
+        if not isinstance(name, str) or name not in GATES:
             raise ValueError(
                 f"Circuit: unknown gate {name!r}; valid gates are {sorted(GATES)}"
             )
-        if isinstance(wires, int):
-            wires = (wires,)
         wires = self._check_wires(wires, name)
         n_wires, n_params = GATES[name]
         if n_wires is None:
@@ -201,7 +313,9 @@ class Circuit:
                 raise ValueError(f"Circuit: {name} needs >= 2 wires (controls + target); got {len(wires)}")
         elif len(wires) != n_wires:
             raise ValueError(f"Circuit: {name} acts on {n_wires} wire(s); got {len(wires)}")
-        ps = tuple(p if isinstance(p, Param) else Param.const(float(p)) for p in params)
+        if isinstance(params, (str, bytes, Param)) or not isinstance(params, Iterable):
+            raise TypeError(f"Circuit: {name} params must be a sequence of Param or numbers; got {params!r}")
+        ps = tuple(p if isinstance(p, Param) else Param.const(_real(p, f"{name} constant angle")) for p in params)
         if len(ps) != n_params:
             raise ValueError(f"Circuit: {name} takes {n_params} angle(s); got {len(ps)}")
         for p in ps:
@@ -216,24 +330,30 @@ class Circuit:
         if self.gates or self.state_prep is not None:
             raise ValueError("Circuit: amplitude embedding must be the first operation")
         dim = 2**self.n_qubits
-        n_features = dim if n_features is None else int(n_features)
+        n_features = dim if n_features is None else _int(n_features, "amplitude embedding n_features")
+        pad = _real(pad, "amplitude embedding pad")
         if not 1 <= n_features <= dim:
             raise ValueError(
                 f"Circuit: amplitude embedding on {self.n_qubits} qubits takes 1..{dim} features; got {n_features}"
             )
         idx = self.new_inputs(n_features)
-        self.state_prep = StatePrep(idx[0], n_features, float(pad))
+        self.state_prep = StatePrep(idx[0], n_features, pad)
         return idx
 
     def measure_z(self, wires: Sequence[int] | None = None) -> "Circuit":
         """<Z_i> for each wire (default: every wire)."""
         wires = range(self.n_qubits) if wires is None else wires
-        for w in self._check_wires(wires, "measure_z"):
+        wires = self._check_wires(wires, "measure_z")
+        if not wires:
+            raise ValueError("Circuit: measure_z needs at least one wire; got none")
+        for w in wires:
             self.measurements.append(Measurement("expval", (w,), "Z"))
         return self
 
     def measure_pauli(self, word: str, wires: Sequence[int] | None = None) -> "Circuit":
         """<P> for a Pauli word such as ``"XZY"`` on ``wires`` (default: the first len(word) wires)."""
+        if not isinstance(word, str):
+            raise TypeError(f"Circuit: Pauli word must be a str; got {word!r}")
         word = word.upper()
         if not word or any(ch not in "IXYZ" for ch in word):
             raise ValueError(f"Circuit: Pauli word must use letters I, X, Y, Z; got {word!r}")
@@ -246,7 +366,10 @@ class Circuit:
 
     def measure_probs(self, wires: Sequence[int] | None = None) -> "Circuit":
         wires = range(self.n_qubits) if wires is None else wires
-        self.measurements.append(Measurement("probs", self._check_wires(wires, "measure_probs")))
+        wires = self._check_wires(wires, "measure_probs")
+        if not wires:
+            raise ValueError("Circuit: measure_probs needs at least one wire; got none")
+        self.measurements.append(Measurement("probs", wires))
         return self
 
     # ------------------------------------------------------------------ queries
@@ -275,8 +398,23 @@ class Circuit:
 
 
 # ---------------------------------------------------------------------- builders
-def _wires(circuit: Circuit, wires: Sequence[int] | None) -> tuple[int, ...]:
-    return tuple(range(circuit.n_qubits)) if wires is None else circuit._check_wires(wires, "builder")
+def _wires(circuit: Circuit, wires: Sequence[int] | None, owner: str) -> tuple[int, ...]:
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"{owner}: circuit must be a qnn.Circuit; got {type(circuit).__name__}")
+    wires = tuple(range(circuit.n_qubits)) if wires is None else circuit._check_wires(wires, owner)
+    if not wires:
+        raise ValueError(f"{owner}: needs at least one wire; got none")
+    return wires
+
+
+def _rotation(rotation, owner: str) -> str:
+    if not isinstance(rotation, str) or rotation.upper() not in ("X", "Y", "Z"):
+        raise ValueError(f"{owner}: rotation must be 'X', 'Y' or 'Z'; got {rotation!r}")
+    return rotation.upper()
+
+
+def _layers(n_layers, owner: str) -> int:
+    return _int(n_layers, "n_layers", owner, minimum=1)
 
 
 def angle_embedding(
@@ -286,10 +424,9 @@ def angle_embedding(
     scale: float = 1.0,
 ) -> list[int]:
     """One rotation R{X,Y,Z}(scale * x_i) per wire; reserves ``len(wires)`` inputs."""
-    rotation = rotation.upper()
-    if rotation not in ("X", "Y", "Z"):
-        raise ValueError(f"angle_embedding: rotation must be 'X', 'Y' or 'Z'; got {rotation!r}")
-    wires = _wires(circuit, wires)
+    rotation = _rotation(rotation, "angle_embedding")
+    wires = _wires(circuit, wires, "angle_embedding")
+    scale = _real(scale, "scale", "angle_embedding")
     idx = circuit.new_inputs(len(wires))
     for i, w in zip(idx, wires):
         circuit.add("R" + rotation, w, [Param.input(i, scale)])
@@ -299,6 +436,8 @@ def angle_embedding(
 def amplitude_embedding(circuit: Circuit, n_features: int | None = None, pad: float = 0.0) -> list[int]:
     """Amplitude embedding of ``n_features`` (<= 2**n_qubits) inputs, padded with ``pad`` and
     normalised.  Must come first.  An all-zero (padded) input raises at run time."""
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"amplitude_embedding: circuit must be a qnn.Circuit; got {type(circuit).__name__}")
     return circuit.amplitude_prep(n_features, pad)
 
 
@@ -322,13 +461,18 @@ def strongly_entangling_layers(
 ) -> list[int]:
     """PennyLane's ``StronglyEntanglingLayers``: per layer, ``Rot`` on each wire then a CNOT
     ring with range ``r_l`` (default ``l mod n + 1``).  Weights shape ``(n_layers, n_wires, 3)``."""
-    wires = _wires(circuit, wires)
+    owner = "strongly_entangling_layers"
+    n_layers = _layers(n_layers, owner)
+    wires = _wires(circuit, wires, owner)
     n = len(wires)
     if ranges is None:
         ranges = [(l % (n - 1)) + 1 if n > 1 else 0 for l in range(n_layers)]
+    ranges = [_int(r, "range", owner) for r in ranges]
     if len(ranges) != n_layers:
         raise ValueError(f"strongly_entangling_layers: need {n_layers} ranges; got {len(ranges)}")
-    idx = circuit.new_weights(name or f"sel{len(circuit.weight_blocks)}", (n_layers, n, 3))
+    if n > 1 and any(not 1 <= r < n for r in ranges):
+        raise ValueError(f"{owner}: each range must be in [1, {n - 1}] on {n} wires; got {ranges}")
+    idx = circuit.new_weights(name or circuit._unused_name("sel"), (n_layers, n, 3))
     for l in range(n_layers):
         for j, w in enumerate(wires):
             k = idx[(l * n + j) * 3]
@@ -350,12 +494,11 @@ def basic_entangler_layers(
 ) -> list[int]:
     """PennyLane's ``BasicEntanglerLayers``: one R{rotation} per wire then a CNOT ring
     (range 1; a single CNOT for 2 wires).  Weights shape ``(n_layers, n_wires)``."""
-    rotation = rotation.upper()
-    if rotation not in ("X", "Y", "Z"):
-        raise ValueError(f"basic_entangler_layers: rotation must be 'X', 'Y' or 'Z'; got {rotation!r}")
-    wires = _wires(circuit, wires)
+    n_layers = _layers(n_layers, "basic_entangler_layers")
+    rotation = _rotation(rotation, "basic_entangler_layers")
+    wires = _wires(circuit, wires, "basic_entangler_layers")
     n = len(wires)
-    idx = circuit.new_weights(name or f"bel{len(circuit.weight_blocks)}", (n_layers, n))
+    idx = circuit.new_weights(name or circuit._unused_name("bel"), (n_layers, n))
     for l in range(n_layers):
         for j, w in enumerate(wires):
             circuit.add("R" + rotation, w, [Param.weight(idx[l * n + j])])
@@ -375,9 +518,10 @@ def hardware_efficient_layers(
 ) -> list[int]:
     """Hardware-efficient ansatz: per layer an RY on each wire, then CZ on neighbouring pairs
     (a linear chain).  Weights shape ``(n_layers, n_wires)``."""
-    wires = _wires(circuit, wires)
+    n_layers = _layers(n_layers, "hardware_efficient_layers")
+    wires = _wires(circuit, wires, "hardware_efficient_layers")
     n = len(wires)
-    idx = circuit.new_weights(name or f"hea{len(circuit.weight_blocks)}", (n_layers, n))
+    idx = circuit.new_weights(name or circuit._unused_name("hea"), (n_layers, n))
     for l in range(n_layers):
         for j, w in enumerate(wires):
             circuit.add("RY", w, [Param.weight(idx[l * n + j])])

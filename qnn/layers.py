@@ -133,7 +133,7 @@ class QuantumLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         lead = x.shape[:-1]
-        flat = x.reshape(-1, self.n_inputs)
+        flat = x.reshape(math.prod(lead), self.n_inputs)  # not -1: a circuit may take no inputs
         if flat.shape[0] == 0:
             return x.new_zeros((*lead, self.n_outputs)) + 0.0 * self.weight.sum().to(x.dtype)
         out = self.engine.run(self.circuit, flat, self.weight)

@@ -260,3 +260,19 @@ class TestQuantumLinear:
 
 def test_exported_from_package():
     assert qnn.QuantumLayer is QuantumLayer and qnn.QuantumLinear is QuantumLinear
+
+
+@pytest.mark.parametrize("engine", ["torch", "pennylane", "qiskit"])
+def test_circuit_without_inputs_runs_through_the_layer(engine):
+    """Issue 10, defect 2: a weights-only circuit takes inputs of shape (*, 0)."""
+    c = qnn.Circuit(2)
+    qnn.strongly_entangling_layers(c, 1)
+    c.measure_z()
+    layer = QuantumLayer(c, engine=engine, seed=0)
+    y = layer(torch.zeros(5, 0))
+    assert y.shape == (5, 2) and torch.allclose(y, y[:1].expand(5, 2))
+    assert layer(torch.zeros(3, 4, 0)).shape == (3, 4, 2)
+    y.sum().backward()
+    ref = TorchEngine().run(c, torch.zeros(1, 0), layer.weight.detach().clone().requires_grad_(True))
+    assert torch.allclose(y[0], ref[0], atol=1e-6)
+    assert torch.isfinite(layer.weight.grad).all() and layer.weight.grad.abs().sum() > 0

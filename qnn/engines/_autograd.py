@@ -15,10 +15,8 @@ batch into **one** further ``evaluate`` call (so a hardware engine sends one job
   ``df/dt = c1 [f(t + pi/2) - f(t - pi/2)] - c2 [f(t + 3pi/2) - f(t - 3pi/2)]`` with
   ``c1 = (sqrt2 + 1) / (4 sqrt2)``, ``c2 = (sqrt2 - 1) / (4 sqrt2)``;
 * ``Rot`` is three rotations, one occurrence each;
-* amplitude-embedded features: every output is ``F(v) = v^T M v / |v|^2`` for the padded
-  feature vector ``v`` and a real symmetric ``M``, so ``M v`` follows exactly from two extra
-  states per feature, ``(M v)_j = [g(v + t e_j) - g(v - t e_j)] / (4 t)`` with
-  ``g(u) = |u|^2 F(u)``, ``t = |v| / 2``; then ``dF/dv_j = 2 [(M v)_j - F v_j] / |v|^2``.
+* amplitude-embedded features: the exact polarisation rule of :mod:`qnn.engines._amplitude`
+  (two extra states per feature and sample, in the same call).
 
 With shots the shifted evaluations use the same shot count as the forward pass, so the
 gradient is an unbiased estimate.
@@ -45,6 +43,7 @@ import numpy as np
 import torch
 
 from qnn.circuit import Circuit
+from qnn.engines._amplitude import input_grad, normalised, scaled_features, shifted_states
 from qnn.engines._convert import OccurrencePlan, occurrence_plan
 
 __all__ = ["parameter_shift_run", "shift_terms", "Evaluate"]
@@ -83,14 +82,6 @@ def _angles_np(plan: OccurrencePlan, x: np.ndarray, w: np.ndarray) -> np.ndarray
     return raw * plan.scale + plan.offset
 
 
-def _padded_features(circuit: Circuit, x: np.ndarray) -> np.ndarray:
-    sp = circuit.state_prep
-    dim = 2**circuit.n_qubits
-    v = np.full((x.shape[0], dim), sp.pad, dtype=np.float64)
-    v[:, : sp.n_features] = x[:, sp.start: sp.start + sp.n_features]
-    return v
-
-
 def _check_output(owner: str, vals, n_rows: int, n_out: int) -> np.ndarray:
     vals = np.asarray(vals, dtype=np.float64)
     if vals.shape != (n_rows, n_out):
@@ -116,30 +107,25 @@ class _ParameterShiftFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, info: _Ctx, inputs: torch.Tensor, weights: torch.Tensor):
         circuit = info.circuit
-        out_dtype = torch.promote_types(inputs.dtype, weights.dtype)
         B, O = inputs.shape[0], circuit.n_outputs
-        x = inputs.detach().to("cpu", torch.float64).numpy()
+        x64 = inputs.detach().to("cpu", torch.float64)
+        x = x64.numpy()
         w = weights.detach().to("cpu", torch.float64).numpy()
         theta = _angles_np(info.plan, x, w)
-        v = states = ids = None
+        u = m = states = ids = None
         if circuit.state_prep is not None:
-            v = _padded_features(circuit, x)
-            norm = np.linalg.norm(v, axis=1, keepdims=True)
-            if B and np.any(norm == 0):
-                rows = np.flatnonzero(norm[:, 0] == 0).tolist()[:10]
-                raise ValueError(
-                    f"{info.owner}: amplitude embedding needs a non-zero (padded) feature vector; rows {rows} are all zero"
-                )
-            states = v / norm if B else v
+            u_t, m_t = scaled_features(info.owner, circuit.state_prep, circuit.n_qubits, x64)
+            u, m, states = u_t.numpy(), m_t.numpy(), normalised(u_t).numpy()
             ids = np.arange(B)
         vals = _check_output(info.owner, info.evaluate(theta, states, ids), B, O) if B else np.zeros((0, O))
-        ctx.info, ctx.theta, ctx.v, ctx.vals = info, theta, v, vals
+        ctx.info, ctx.theta, ctx.vals = info, theta, vals
+        ctx.u, ctx.m, ctx.states = u, m, states
         ctx.shapes = (inputs.shape, inputs.dtype, inputs.device, weights.shape, weights.dtype, weights.device)
-        return torch.as_tensor(vals, dtype=out_dtype, device=inputs.device)
+        return torch.as_tensor(vals, dtype=inputs.dtype, device=inputs.device)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        info, theta, v, vals = ctx.info, ctx.theta, ctx.v, ctx.vals
+        info, theta, vals, u = ctx.info, ctx.theta, ctx.vals, ctx.u
         plan, circuit = info.plan, info.circuit
         xshape, xdtype, xdev, wshape, wdtype, wdev = ctx.shapes
         need_x, need_w = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
@@ -148,7 +134,7 @@ class _ParameterShiftFunction(torch.autograd.Function):
         gw = np.zeros(tuple(wshape))
         g = grad_out.detach().to("cpu", torch.float64).numpy()
         selected = (plan.is_input & need_x) | (~plan.is_input & need_w)
-        amp = v is not None and need_x
+        amp = u is not None and need_x
         if B and (selected.any() or amp):
             occ, shift, coef = shift_terms(plan, selected)
             E = occ.shape[0]
@@ -158,19 +144,13 @@ class _ParameterShiftFunction(torch.autograd.Function):
                 th[:, np.arange(E), occ] += shift[None, :]
             thetas = [th.reshape(B * E, plan.n_occurrences)]
             state_list, ids = None, None
-            if v is not None:
-                norm2 = np.sum(v * v, axis=1)  # (B,)
-                state_list = [v / np.sqrt(norm2)[:, None]]
+            if u is not None:
+                state_list = [ctx.states]
                 ids = [np.repeat(np.arange(B), E)]
             if amp:
-                sp = circuit.state_prep
-                J = sp.n_features
-                t = 0.5 * np.sqrt(norm2)  # (B,)
-                eye = np.eye(v.shape[1])[:J]  # (J, D)
-                u = np.stack([v[:, None, :] + t[:, None, None] * eye[None],
-                              v[:, None, :] - t[:, None, None] * eye[None]], axis=2)  # (B, J, 2, D)
-                un2 = np.sum(u * u, axis=-1)  # (B, J, 2)
-                state_list.append((u / np.sqrt(un2)[..., None]).reshape(B * J * 2, -1))
+                J = circuit.state_prep.n_features
+                shifted, aux = shifted_states(u, J)
+                state_list.append(shifted)
                 thetas.append(np.repeat(theta, J * 2, axis=0))
                 ids.append(B + np.arange(B * J * 2))
             all_theta = np.concatenate(thetas, axis=0)
@@ -190,10 +170,8 @@ class _ParameterShiftFunction(torch.autograd.Function):
                     m = ~plan.is_input
                     np.add.at(gw, plan.index[m], dtheta[:, m].sum(axis=0))
             if amp:
-                fa = res[B * E:].reshape(B, J, 2, O)
-                mv = (un2[..., 0, None] * fa[:, :, 0] - un2[..., 1, None] * fa[:, :, 1]) / (4 * t[:, None, None])
-                dF = 2 * (mv - vals[:, None, :] * v[:, :J, None]) / norm2[:, None, None]  # (B, J, O)
-                gx[:, sp.start: sp.start + J] += np.einsum("bjo,bo->bj", dF, g)
+                sp = circuit.state_prep
+                gx[:, sp.start: sp.start + J] += input_grad(res[B * E:], aux, vals, ctx.m, g)
         grad_x = torch.as_tensor(gx, dtype=xdtype, device=xdev) if need_x else None
         grad_w = torch.as_tensor(gw, dtype=wdtype, device=wdev) if need_w else None
         return None, grad_x, grad_w

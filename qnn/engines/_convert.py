@@ -35,13 +35,13 @@ import torch
 
 from qnn._optional import import_optional
 from qnn.circuit import Circuit, Measurement
+from qnn.engines._amplitude import amplitude_states
 
 __all__ = [
     "validate_run_args",
     "OccurrencePlan",
     "occurrence_plan",
     "occurrence_angles",
-    "amplitude_states",
     "circuit_key",
     "to_qiskit",
     "to_qiskit_occurrences",
@@ -73,10 +73,8 @@ def validate_run_args(owner: str, circuit, inputs, weights) -> None:
     for name, t in (("inputs", inputs), ("weights", weights)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{owner}: {name} must be a torch.Tensor; got {type(t).__name__}")
-        if not t.dtype.is_floating_point:
-            raise TypeError(
-                f"{owner}: {name} must be a real floating tensor (float32 or float64); got {t.dtype}"
-            )
+        if t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{owner}: {name} must be a float32 or float64 tensor; got {t.dtype}")
     if inputs.dim() != 2 or inputs.shape[1] != circuit.n_inputs:
         raise ValueError(
             f"{owner}: inputs must have shape (batch, n_inputs={circuit.n_inputs}); "
@@ -164,25 +162,6 @@ def occurrence_angles(plan: OccurrencePlan, inputs: torch.Tensor, weights: torch
     scale = torch.as_tensor(plan.scale, dtype=dtype, device=dev)
     offset = torch.as_tensor(plan.offset, dtype=dtype, device=dev)
     return raw * scale + offset
-
-
-def amplitude_states(owner: str, circuit: Circuit, inputs: torch.Tensor) -> torch.Tensor:
-    """The amplitude-embedded states ``(B, 2**n)`` (qnn basis order): the features padded with
-    ``pad`` and L2-normalised.  An all-zero padded vector raises ValueError."""
-    sp = circuit.state_prep
-    dim = 2**circuit.n_qubits
-    feats = inputs[:, sp.start: sp.start + sp.n_features]
-    if sp.n_features < dim:
-        pad = feats.new_full((inputs.shape[0], dim - sp.n_features), sp.pad)
-        feats = torch.cat([feats, pad], dim=1)
-    norm = feats.norm(dim=1, keepdim=True)
-    bad = (norm[:, 0] == 0).nonzero().flatten()
-    if bad.numel():
-        raise ValueError(
-            f"{owner}: amplitude embedding needs a non-zero (padded) feature vector; "
-            f"rows {bad.tolist()[:10]} are all zero"
-        )
-    return feats / norm
 
 
 # ---------------------------------------------------------------------------- Qiskit
@@ -415,7 +394,7 @@ def to_pennylane(circuit: Circuit):
         w = weights if isinstance(weights, torch.Tensor) else torch.as_tensor(weights, dtype=torch.float64)
         x2 = x.reshape(1, -1) if x.dim() == 1 else x
         if circuit.state_prep is not None:
-            psi = amplitude_states("to_pennylane", circuit, x2)
+            psi = amplitude_states("to_pennylane", circuit.state_prep, circuit.n_qubits, x2)
             qml.StatePrep(psi[0] if x.dim() == 1 else psi, wires=range(circuit.n_qubits), normalize=True)
         m = plan.is_input
         t_in = x[..., torch.as_tensor(plan.index[m], dtype=torch.long)] * torch.as_tensor(plan.scale[m], dtype=x.dtype) \

@@ -13,12 +13,13 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from qnn._optional import import_optional
 from qnn.engines import Engine
+from qnn.engines._amplitude import input_grad, normalised, scaled_features, shifted_states
 from qnn.engines._convert import (
-    amplitude_states,
     circuit_key,
     occurrence_plan,
     pennylane_angles,
@@ -30,6 +31,11 @@ from qnn.engines._convert import (
 __all__ = ["PennyLaneEngine", "DIFF_METHODS"]
 
 DIFF_METHODS = ("best", "backprop", "adjoint", "parameter-shift", "finite-diff", "spsa", "hadamard", "device")
+# methods the device itself must provide (asked of the device at construction); the others are
+# gradient transforms that work on any device
+_DEVICE_METHODS = ("backprop", "adjoint", "device")
+# gradient transforms that differentiate broadcast tapes whose trainable angles are not broadcast
+_BROADCAST_TRANSFORMS = ("parameter-shift", "finite-diff", "spsa")
 _CACHE_SIZE = 32
 
 
@@ -43,6 +49,14 @@ class PennyLaneEngine(Engine):
     without native broadcasting (e.g. ``lightning.qubit``) have broadcast tapes split by
     PennyLane itself.
 
+    Amplitude embeddings are differentiated by PennyLane only under ``backprop``; with every
+    other method the state enters PennyLane as a constant and qnn adds the exact input gradient
+    itself (the polarisation rule of :mod:`qnn.engines._amplitude`, two extra states per feature
+    and sample in one broadcast evaluation), because PennyLane's state-preparation gradient is NaN
+    wherever an amplitude is zero.  ``hadamard`` gets one auxiliary wire after the circuit's.
+
+    Outputs have the inputs' dtype (computed in the wider of the inputs' and weights' dtypes).
+
     Args:
         device (str): any installed PennyLane device name (``"default.qubit"``,
             ``"lightning.qubit"``, ``"default.mixed"``, ...).
@@ -52,7 +66,8 @@ class PennyLaneEngine(Engine):
         **device_kwargs: passed to ``qml.device`` (e.g. ``seed=1234``).
 
     Raises:
-        ValueError: unknown device name (the message lists installed ones) or diff_method.
+        ValueError: unknown device name (the message lists installed ones) or diff_method, or a
+            diff_method the device does not provide (e.g. ``"device"`` on ``default.qubit``).
         ImportError: PennyLane is not installed (``pip install pennylane``).
 
     Example:
@@ -83,6 +98,14 @@ class PennyLaneEngine(Engine):
             raise ValueError("PennyLaneEngine: 'wires' is set from the circuit; do not pass it")
         if "shots" in device_kwargs:  # pragma: no cover - guarded by the signature
             raise ValueError("PennyLaneEngine: pass shots as the engine's shots argument")
+        if diff_method in _DEVICE_METHODS:
+            from pennylane.devices import ExecutionConfig
+
+            probe = qml.device(device, wires=1, **device_kwargs)
+            if not probe.supports_derivatives(ExecutionConfig(gradient_method=diff_method)):
+                raise ValueError(
+                    f"PennyLaneEngine: device {device!r} does not provide diff_method {diff_method!r}; "
+                    f"use 'best', or a gradient transform ('parameter-shift', 'finite-diff', 'spsa', 'hadamard')")
         self._qml = qml
         self.device = device
         self.diff_method = diff_method
@@ -104,7 +127,8 @@ class PennyLaneEngine(Engine):
     # ------------------------------------------------------------------ internals
     def _device(self, n_qubits: int):
         if n_qubits not in self._devices:
-            self._devices[n_qubits] = self._qml.device(self.device, wires=n_qubits, **self.device_kwargs)
+            wires = n_qubits + (self.diff_method == "hadamard")  # the Hadamard test's auxiliary wire
+            self._devices[n_qubits] = self._qml.device(self.device, wires=wires, **self.device_kwargs)
         return self._devices[n_qubits]
 
     def _qnode(self, circuit, which: tuple[int, ...], projectors: bool = False):
@@ -131,8 +155,9 @@ class PennyLaneEngine(Engine):
                 out.extend(r if isinstance(r, tuple) else (r,))
             return tuple(out)
 
+        kwargs = {"gradient_kwargs": {"aux_wire": n}} if self.diff_method == "hadamard" else {}
         qnode = qml.QNode(qfunc, self._device(n), interface="torch", diff_method=self.diff_method,
-                          shots=self.shots)
+                          shots=self.shots, **kwargs)
         if len(self._qnodes) >= _CACHE_SIZE:
             self._qnodes.pop(next(iter(self._qnodes)))
         self._qnodes[key] = (qnode, plan)
@@ -151,34 +176,35 @@ class PennyLaneEngine(Engine):
 
     @staticmethod
     def _mixes_inputs_and_weights(circuit) -> bool:
-        """Does a gate take an input-bound angle and a weight-bound angle (or is the state
-        input-dependent while weights are trained)?"""
-        if circuit.state_prep is not None:
-            return True
+        """Does a gate take both an input-bound and a weight-bound angle?"""
         return any({p.kind for p in g.params} >= {"input", "weight"} for g in circuit.gates)
 
     # ------------------------------------------------------------------ public
     def run(self, circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Evaluate ``circuit`` on ``inputs (B, n_inputs)`` with ``weights (n_weights,)``;
         returns ``(B, n_outputs)`` in the inputs' dtype on ``inputs.device``, differentiable
-        through PennyLane's torch interface."""
+        through PennyLane's torch interface (amplitude embeddings: see the class docstring)."""
         validate_run_args("PennyLaneEngine", circuit, inputs, weights)
-        out_dtype = torch.promote_types(inputs.dtype, weights.dtype)
-        device = inputs.device
+        dtype = torch.promote_types(inputs.dtype, weights.dtype)
         B = inputs.shape[0]
-        x = inputs.to("cpu", out_dtype)
-        w = weights.to("cpu", out_dtype)
+        x = inputs.to("cpu", dtype)
+        w = weights.to("cpu", dtype)
         if B == 0:  # keep the graph connected so .backward() works on an empty batch
-            return (x.sum() * 0 + w.sum() * 0).expand(0, circuit.n_outputs).to(device)
-        psi = amplitude_states("PennyLaneEngine", circuit, x) if circuit.state_prep is not None else None
+            out = (x.sum() * 0 + w.sum() * 0).expand(0, circuit.n_outputs)
+            return out.to(device=inputs.device, dtype=inputs.dtype)
         plan = occurrence_plan(circuit)
         # input-bound angles (B, P_in) are broadcast over the batch; weight-bound ones (P_w,)
         # are shared.  Built separately so that only weight angles depend on the weights.
         m = plan.is_input
-        theta_in = x[:, torch.as_tensor(plan.index[m], dtype=torch.long)] * torch.as_tensor(plan.scale[m], dtype=out_dtype) \
-            + torch.as_tensor(plan.offset[m], dtype=out_dtype)
-        theta_w = w[torch.as_tensor(plan.index[~m], dtype=torch.long)] * torch.as_tensor(plan.scale[~m], dtype=out_dtype) \
-            + torch.as_tensor(plan.offset[~m], dtype=out_dtype)
+        theta_in = x[:, torch.as_tensor(plan.index[m], dtype=torch.long)] * torch.as_tensor(plan.scale[m], dtype=dtype) \
+            + torch.as_tensor(plan.offset[m], dtype=dtype)
+        theta_w = w[torch.as_tensor(plan.index[~m], dtype=torch.long)] * torch.as_tensor(plan.scale[~m], dtype=dtype) \
+            + torch.as_tensor(plan.offset[~m], dtype=dtype)
+        sp = circuit.state_prep
+        u = scale = psi = None
+        if sp is not None:
+            u, scale = scaled_features("PennyLaneEngine", sp, circuit.n_qubits, x)
+            psi = normalised(u)
 
         which = tuple(range(len(circuit.measurements)))
         qnode, _ = self._qnode(circuit, which)
@@ -188,22 +214,57 @@ class PennyLaneEngine(Engine):
             # gradient of qml.probs is wrong on some circuits, and it refuses to mix qml.probs
             # with non-diagonal observables
             qnode, _ = self._qnode(circuit, which, projectors=True)
-        # PennyLane differentiates broadcast tapes only by backprop, or by parameter-shift /
-        # finite-diff when no trainable angle sits in a broadcast (input-bound) gate: else loop
         need_grad = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
+        state_grad = psi is not None and need_grad and x.requires_grad and method != "backprop"
+        if psi is not None and method != "backprop":
+            psi = psi.detach()  # qnn differentiates the state itself (below)
+        # PennyLane differentiates broadcast tapes only by backprop, or by the gradient
+        # transforms when no trainable angle sits in a broadcast (input-bound) gate: else loop
         broadcast = (not need_grad or method == "backprop"
-                     or (method in ("parameter-shift", "finite-diff") and not x.requires_grad
-                         and not self._mixes_inputs_and_weights(circuit)))
+                     or (method in _BROADCAST_TRANSFORMS
+                         and not (x.requires_grad and m.any())
+                         and not (w.requires_grad and self._mixes_inputs_and_weights(circuit))))
+        out = self._execute(qnode, theta_in, theta_w, psi, B, broadcast)
+        if state_grad:
+            ctx = (self, qnode, theta_in.detach(), theta_w.detach(), u.detach().double().numpy(),
+                   scale.double().numpy(), out.detach().double().numpy(), sp, circuit.n_outputs)
+            out = out + _StateGradient.apply(x, ctx)
+        return out.to(device=inputs.device, dtype=inputs.dtype)
+
+    def _execute(self, qnode, theta_in, theta_w, psi, B: int, broadcast: bool) -> torch.Tensor:
+        """``(B, n_outputs)``: one broadcast QNode execution, or one execution per sample."""
         if broadcast:
             res = qnode(theta_in, theta_w, psi)
-            if psi is None and not m.any():  # nothing depends on the inputs: no batch axis
-                out = torch.cat([r.reshape(1, -1) for r in res], dim=1).expand(B, -1)
-            else:
-                out = torch.cat([r.reshape(B, -1) for r in res], dim=1)
-        else:
-            rows = []
-            for b in range(B):
-                res = qnode(theta_in[b], theta_w, None if psi is None else psi[b])
-                rows.append(torch.cat([r.reshape(-1) for r in res]))
-            out = torch.stack(rows)
-        return out.to(device=device, dtype=out_dtype)
+            if psi is None and theta_in.shape[1] == 0:  # nothing depends on the inputs: no batch axis
+                return torch.cat([r.reshape(1, -1) for r in res], dim=1).expand(B, -1)
+            return torch.cat([r.reshape(B, -1) for r in res], dim=1)
+        rows = []
+        for b in range(B):
+            res = qnode(theta_in[b], theta_w, None if psi is None else psi[b])
+            rows.append(torch.cat([r.reshape(-1) for r in res]))
+        return torch.stack(rows)
+
+
+class _StateGradient(torch.autograd.Function):
+    """Zero in the forward pass; in the backward pass the exact gradient of the outputs with
+    respect to the amplitude-embedded inputs (one broadcast evaluation of the shifted states)."""
+
+    @staticmethod
+    def forward(ctx, x, info):
+        ctx.info = info
+        ctx.x_meta = (x.shape, x.dtype)
+        return x.new_zeros((x.shape[0], info[-1]))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        engine, qnode, theta_in, theta_w, u, scale, values, sp, _ = ctx.info
+        shape, dtype = ctx.x_meta
+        J = sp.n_features
+        states, aux = shifted_states(u, J)
+        with torch.no_grad():
+            shifted = engine._execute(qnode, theta_in.repeat_interleave(2 * J, dim=0), theta_w,
+                                      torch.as_tensor(states, dtype=theta_w.dtype), states.shape[0], True)
+        gx = torch.zeros(shape, dtype=dtype)
+        g = input_grad(shifted.double().numpy(), aux, values, scale, grad_out.detach().double().cpu().numpy())
+        gx[:, sp.start: sp.start + J] = torch.as_tensor(g, dtype=dtype)
+        return gx, None

@@ -52,6 +52,8 @@ import torch
 
 from qnn.circuit import Circuit
 from qnn.engines import Engine
+from qnn.engines._amplitude import amplitude_states
+from qnn.engines._convert import validate_run_args
 from qnn.engines._torch_plan import (
     CONST_MATS,
     BlockOp,
@@ -464,19 +466,7 @@ class _Runner:
         return psi
 
     def amplitude(self, inputs, B):
-        sp = self.plan_state_prep
-        n = self.plan.n
-        x = inputs[:, sp.start:sp.start + sp.n_features]
-        if sp.n_features < 2**n:
-            x = torch.cat([x, x.new_full((B, 2**n - sp.n_features), sp.pad)], 1)
-        norm = torch.linalg.vector_norm(x, dim=1)
-        bad = (norm == 0).nonzero()
-        if len(bad):
-            i = int(bad[0, 0])
-            raise ValueError(
-                f"TorchEngine: amplitude embedding of sample {i} is the all-zero vector (after "
-                f"padding with {sp.pad}); it cannot be normalised")
-        return (x / norm.unsqueeze(1)).to(self.cdtype)
+        return amplitude_states("TorchEngine", self.plan_state_prep, self.plan.n, inputs).to(self.cdtype)
 
     # -------------------------------------------------------------- op matrices
     def op_matrices(self, ops, sh, ps, B):
@@ -796,21 +786,7 @@ class TorchEngine(Engine):
     # ------------------------------------------------------------------ run
     def run(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Run ``circuit``: ``inputs (B, n_inputs)``, ``weights (n_weights,)`` -> ``(B, n_outputs)``."""
-        if not isinstance(circuit, Circuit):
-            raise TypeError(f"TorchEngine.run: expected a qnn.Circuit; got {type(circuit).__name__}")
-        if not torch.is_tensor(inputs) or inputs.dim() != 2 or inputs.shape[1] != circuit.n_inputs:
-            shape = tuple(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
-            raise ValueError(
-                f"TorchEngine.run: inputs must have shape (B, {circuit.n_inputs}); got {shape}")
-        if not torch.is_tensor(weights) or weights.dim() != 1 or weights.shape[0] != circuit.n_weights:
-            shape = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
-            raise ValueError(
-                f"TorchEngine.run: weights must have shape ({circuit.n_weights},); got {shape}")
-        if not circuit.measurements:
-            raise ValueError("TorchEngine.run: the circuit has no measurements")
-        for name, t in (("inputs", inputs), ("weights", weights)):
-            if not t.is_floating_point():
-                raise TypeError(f"TorchEngine.run: {name} must be float32 or float64; got {t.dtype}")
+        validate_run_args("TorchEngine", circuit, inputs, weights)
         out_device, out_dtype = inputs.device, inputs.dtype
         device = self.device or inputs.device
         cdtype = _complex_dtype(self.dtype, inputs)

@@ -167,7 +167,7 @@ class TestValidateRunArgs:
             validate_run_args("E", self.c, torch.zeros(3, 3), torch.zeros(2, 5))
 
     def test_integer_dtype(self):
-        with pytest.raises(TypeError, match="inputs must be a real floating tensor.*got torch.int64"):
+        with pytest.raises(TypeError, match="inputs must be a float32 or float64 tensor; got torch.int64"):
             validate_run_args("E", self.c, torch.zeros(3, 3, dtype=torch.long), torch.zeros(10))
 
     def test_not_tensor(self):

@@ -149,7 +149,7 @@ class TestBadInput:
         c = qnn.Circuit(1)
         qnn.amplitude_embedding(c, 1, pad=0.0)
         c.measure_z()
-        with pytest.raises(ValueError, match=r"non-zero \(padded\) feature vector; rows \[0\]"):
+        with pytest.raises(ValueError, match=r"PennyLaneEngine: amplitude embedding of sample 0 is the all-zero vector"):
             PennyLaneEngine().run(c, torch.zeros(1, 1), torch.zeros(0))
 
     def test_missing_sdk(self, monkeypatch):
@@ -179,3 +179,24 @@ def test_weights_only_circuit_broadcasts_to_batch(method):
     torch.testing.assert_close(y[0], y[2])
     y.sum().backward()
     assert w.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["parameter-shift", "adjoint", "finite-diff", "spsa", "hadamard"])
+def test_amplitude_embedding_gradient_has_no_nan(method):
+    """Issue 10, defect 1: zero padding made PennyLane's state-preparation gradient NaN on every
+    method but backprop, and the NaN reached the classical layers in front."""
+    front = torch.nn.Linear(3, 3)
+    m = qnn.QuantumLinear(3, 2, encoding="amplitude", engine="pennylane",
+                          engine_options={"diff_method": method}, seed=0)
+    ref = qnn.QuantumLinear(3, 2, encoding="amplitude", seed=0).double()
+    x = torch.rand(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
+    m.double()(x).sum().backward()
+    gx = x.grad.clone()
+    x.grad = None
+    ref(x).sum().backward()
+    assert torch.isfinite(gx).all()
+    torch.testing.assert_close(gx, x.grad, atol=1e-6, rtol=0)
+    h = front(torch.rand(4, 3, generator=torch.Generator().manual_seed(1)))
+    h = torch.cat([torch.relu(h[:, :2]), h[:, 2:].abs() + 0.1], 1)  # a ReLU: exact zero amplitudes
+    m.float()(h).sum().backward()
+    assert torch.isfinite(front.weight.grad).all()

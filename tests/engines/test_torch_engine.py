@@ -370,11 +370,11 @@ def test_empty_batch():
 def test_run_validation():
     c = builder_circuit("angle_y", 2)
     eng = TorchEngine()
-    with pytest.raises(ValueError, match=r"inputs must have shape \(B, 2\); got \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"inputs must have shape \(batch, n_inputs=2\); got \(3, 5\)"):
         eng.run(c, torch.zeros(3, 5), torch.zeros(c.n_weights))
-    with pytest.raises(ValueError, match=r"weights must have shape \(12,\); got \(3,\)"):
+    with pytest.raises(ValueError, match=r"weights must have shape \(n_weights=12,\); got \(3,\)"):
         eng.run(c, torch.zeros(3, 2), torch.zeros(3))
-    with pytest.raises(TypeError, match="inputs must be float32 or float64; got torch.int64"):
+    with pytest.raises(TypeError, match="inputs must be a float32 or float64 tensor; got torch.int64"):
         eng.run(c, torch.zeros(3, 2, dtype=torch.long), torch.zeros(c.n_weights))
     with pytest.raises(ValueError, match="mode must be one of"):
         TorchEngine(mode="fast")
