@@ -1,4 +1,4 @@
-"""Quantum layers that follow ``torch.nn`` conventions.
+"""QuantumLayer and QuantumLinear: circuits as torch.nn modules.
 
 :class:`QuantumLayer` wraps any :class:`qnn.Circuit`; :class:`QuantumLinear` builds an
 embedding + ansatz circuit and is a drop-in replacement for :class:`torch.nn.Linear`.

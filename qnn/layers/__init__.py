@@ -1,0 +1,13 @@
+"""Quantum layers that follow ``torch.nn`` conventions.
+
+* :class:`QuantumLayer` wraps any :class:`qnn.Circuit`;
+* :class:`QuantumLinear` builds an embedding + ansatz circuit and is a drop-in replacement for
+  :class:`torch.nn.Linear`.
+
+All accept inputs of shape ``(*, in)`` and return ``(*, out)`` on the input's device, in the
+input's float dtype, and run on any engine from :func:`qnn.engines.get_engine`.
+"""
+
+from qnn.layers._quantum import QuantumLayer, QuantumLinear
+
+__all__ = ["QuantumLayer", "QuantumLinear"]
