@@ -30,8 +30,10 @@ __all__ = [
 
 from qnn.engines import ENGINE_NAMES, Engine, get_engine  # noqa: E402
 from qnn.kan import KANLinear  # noqa: E402
-from qnn.layers import QuantumLayer, QuantumLinear  # noqa: E402
+from qnn.layers import QuantumLayer, QuantumLinear, QuanvConv2d  # noqa: E402
+from qnn.swap import SwapPlan, SwapReport, swap  # noqa: E402
 
-__all__ += ["ENGINE_NAMES", "Engine", "get_engine", "KANLinear", "QuantumLayer", "QuantumLinear"]
+__all__ += ["ENGINE_NAMES", "Engine", "get_engine", "KANLinear", "QuantumLayer", "QuantumLinear", "QuanvConv2d",
+            "SwapPlan", "SwapReport", "swap"]
 
 # Subpackages (imported on use): qnn.qrnn, qnn.models, qnn.conformal, qnn.explain, qnn.datasets.

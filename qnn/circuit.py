@@ -378,6 +378,17 @@ class Circuit:
         return sum(m.n_outputs for m in self.measurements)
 
     @property
+    def depth(self) -> int:
+        """Circuit depth: the number of time steps when every gate starts as soon as all its
+        wires are free (an amplitude embedding counts as one step; measurements none)."""
+        level = [1 if self.state_prep is not None else 0] * self.n_qubits
+        for g in self.gates:
+            t = max(level[w] for w in g.wires) + 1
+            for w in g.wires:
+                level[w] = t
+        return max(level)
+
+    @property
     def n_params(self) -> int:
         """Number of parametrised gate angles (each counts once per use)."""
         return sum(1 for g in self.gates for p in g.params if p.kind != "const")

@@ -126,9 +126,9 @@ CONSTRUCTION = [
     # --- layers
     ("linear-zero-in", lambda: qnn.QuantumLinear(0, 2), ValueError, r"QuantumLinear: in_features must be an int >= 1; got 0"),
     ("linear-encoding", lambda: qnn.QuantumLinear(3, 2, encoding="phase"), ValueError,
-     r"QuantumLinear: encoding must be 'angle' or 'amplitude'; got 'phase'"),
+     r"QuantumLinear: encoding must be one of \['angle', 'amplitude', 'reupload'\]; got 'phase'"),
     ("linear-too-many-outputs", lambda: qnn.QuantumLinear(3, 4, n_qubits=3), ValueError,
-     r"QuantumLinear: out_features must be <= n_qubits \(3\); got 4"),
+     r"QuantumLinear: with readout='z' out_features must be <= 3 on 3 qubits; got 4"),
     ("linear-ansatz", lambda: qnn.QuantumLinear(3, 2, ansatz="qaoa"), ValueError, r"QuantumLinear: ansatz must be one of"),
     ("layer-not-a-circuit", lambda: qnn.QuantumLayer("c"), TypeError, r"QuantumLayer: circuit must be a qnn.Circuit; got str"),
     ("layer-init", lambda: qnn.QuantumLayer(_sel(), init="bogus"), ValueError, r"QuantumLayer: init must be one of"),

@@ -194,13 +194,13 @@ class TestQuantumLinear:
         torch.testing.assert_close(m(x), full[:, :2])
 
     def test_bad_configuration(self):
-        with pytest.raises(ValueError, match=r"out_features must be <= n_qubits \(3\); got 4"):
+        with pytest.raises(ValueError, match=r"with readout='z' out_features must be <= 3 on 3 qubits; got 4; use readout='probs' or 'pauli'"):
             QuantumLinear(3, 4, n_qubits=3)
         with pytest.raises(ValueError, match=r"in_features must be <= n_qubits \(2\); got 3"):
             QuantumLinear(3, 2, n_qubits=2)
         with pytest.raises(ValueError, match=r"in_features must be <= 2\*\*n_qubits \(4\); got 5"):
             QuantumLinear(5, 2, n_qubits=2, encoding="amplitude")
-        with pytest.raises(ValueError, match="encoding must be 'angle' or 'amplitude'; got 'basis'"):
+        with pytest.raises(ValueError, match=r"encoding must be one of \['angle', 'amplitude', 'reupload'\]; got 'basis'"):
             QuantumLinear(3, 2, encoding="basis")
         with pytest.raises(ValueError, match="ansatz must be one of"):
             QuantumLinear(3, 2, ansatz="qaoa")
