@@ -15,7 +15,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-__all__ = ["get_data_dir", "fetch_file", "sha256_of", "DataError"]
+__all__ = ["get_data_dir", "fetch_file", "sha256_of", "md5_of", "DataError"]
 
 
 class DataError(ValueError):
@@ -31,12 +31,20 @@ def get_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "qnn" / "data"
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
+def _digest(path, h) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    return _digest(path, hashlib.sha256())
+
+
+def md5_of(path: str | os.PathLike) -> str:
+    """MD5 of a file: some datasets publish only MD5 checksums (an integrity check, not security)."""
+    return _digest(path, hashlib.md5())  # noqa: S324
 
 
 def fetch_file(
@@ -46,8 +54,10 @@ def fetch_file(
     sha256: str | None,
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
+    md5: str | None = None,
 ) -> Path:
-    """Return the local path of ``data_dir/relpath``, downloading it from ``url`` if absent.
+    """Return the local path of ``data_dir/relpath``, downloading it from ``url`` if absent
+    (checked against ``sha256``, or ``md5`` where only that is published).
 
     Raises:
         DataError: the file is absent and cannot be downloaded, or its checksum is wrong.
@@ -68,10 +78,11 @@ def fetch_file(
     try:
         with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:  # noqa: S310
             shutil.copyfileobj(r, f)
-        if sha256 is not None:
-            got = sha256_of(tmp)
-            if got != sha256:
-                raise DataError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}")
+        for algo, want, fn in (("sha256", sha256, sha256_of), ("md5", md5, md5_of)):
+            if want is not None:
+                got = fn(tmp)
+                if got != want:
+                    raise DataError(f"checksum mismatch for {url}: expected {algo} {want}, got {got}")
         os.replace(tmp, path)
     except OSError as e:  # network errors
         raise DataError(f"could not download {relpath!r} from {url}: {e}") from e
