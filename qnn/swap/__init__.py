@@ -8,8 +8,8 @@ torch model by quantum layers with matching input and output, one group at a tim
 """
 
 from qnn.swap._plan import SwapPlan, SwapStep
-from qnn.swap._report import SwapReport, SwapRow
+from qnn.swap._report import SwapReport, SwapRow, n_params
 from qnn.swap._rules import Rule, default_factory
 from qnn.swap._swap import select, swap
 
-__all__ = ["Rule", "SwapPlan", "SwapReport", "SwapRow", "SwapStep", "default_factory", "select", "swap"]
+__all__ = ["Rule", "SwapPlan", "SwapReport", "SwapRow", "SwapStep", "default_factory", "n_params", "select", "swap"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from qnn.layers import DEFAULT_QUBIT_BUDGET
-from qnn.swap._report import SwapReport
+from qnn.swap._report import SwapReport, n_params
 from qnn.swap._swap import select, swap
 
 __all__ = ["SwapPlan", "SwapStep"]
@@ -123,10 +124,6 @@ class SwapPlan:
         if unknown:
             raise ValueError(f"SwapPlan: unknown groups {unknown}; the groups are {self.labels}")
         if not swapped:
-            import copy
-
-            from qnn.swap._report import n_params
-
             n = n_params(self.model)
             return copy.deepcopy(self.model), SwapReport([], n, n)
         return swap(self.model, self.rules(swapped), engine=self.engine, engine_options=self.engine_options,
