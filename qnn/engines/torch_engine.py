@@ -54,6 +54,7 @@ from qnn.circuit import Circuit
 from qnn.engines import Engine
 from qnn.engines._torch_plan import (
     CONST_MATS,
+    CONTROLLED,
     BlockOp,
     Chains,
     GateOp,
@@ -153,21 +154,17 @@ def _mats_1q(name: str, ang: torch.Tensor | None, k: int, cdtype, rdtype, device
 
 
 def _gate_matrix(op: GateOp, ang, cdtype, rdtype, device, batch_shape):
-    """Full matrix of one gate, in ascending-wire order: ``(*batch_shape, 2**k, 2**k)``."""
+    """Matrix of one gate, in ascending-wire order: ``(*batch_shape, 2**k, 2**k)``; for a
+    controlled rotation only its 2x2 rotation ``(*batch_shape, 2, 2)`` (applied to the
+    controlled slice by :func:`_ctrl_apply`)."""
     g = op.gate
     k = len(g.wires)
+    if op.controlled:
+        return _mats_1q(CONTROLLED[g.name], ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
     if g.name in CONST_MATS:
         m = torch.as_tensor(CONST_MATS[g.name], dtype=cdtype, device=device).expand(*batch_shape, 2**k, 2**k)
-    elif len(g.wires) == 1:
+    else:
         m = _mats_1q(g.name, ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
-    else:  # controlled rotations: identity with the last 2x2 block replaced
-        base = {"CRX": "RX", "CRY": "RY", "CRZ": "RZ", "MCRY": "RY"}[g.name]
-        r = _mats_1q(base, ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
-        dim = 2**k
-        eye = torch.eye(dim - 2, dtype=cdtype, device=device).expand(*r.shape[:-2], dim - 2, dim - 2)
-        top = torch.cat([eye, torch.zeros(*r.shape[:-2], dim - 2, 2, dtype=cdtype, device=device)], -1)
-        bot = torch.cat([torch.zeros(*r.shape[:-2], 2, dim - 2, dtype=cdtype, device=device), r], -1)
-        m = torch.cat([top, bot], -2)
     if op.perm is not None:
         lead = m.dim() - 2
         m = m.reshape(*m.shape[:lead], *([2] * (2 * k)))
@@ -217,6 +214,69 @@ def _apply(psi: torch.Tensor, U: torch.Tensor, wires: tuple[int, ...], n: int) -
     return torch.movedim(x.reshape(shape), dst, src).reshape(B, -1)
 
 
+# ------------------------------------------------------------ controlled rotations
+# A controlled rotation acts with its 2x2 ``r`` on the target axis of the slice where every
+# control is 1 and as the identity elsewhere; nothing of size 4**k is built.
+def _ctrl_halves(x: torch.Tensor, gate, n: int, batch_first: bool):
+    """Views ``(s0, s1)`` of the controlled slice of ``x`` (``(2**n, B)``, or ``(B, 2**n)``
+    if ``batch_first``) with the target bit 0 and 1."""
+    Bt = x.shape[0] if batch_first else x.shape[1]
+    off = 1 if batch_first else 0
+    v = x.view(Bt, *([2] * n)) if batch_first else x.view(*([2] * n), Bt)
+    idx: list = [slice(None)] * (n + 1)
+    for c in gate.wires[:-1]:
+        idx[c + off] = 1
+    t = gate.wires[-1] + off
+    idx[t] = 0
+    s0 = v[tuple(idx)]
+    idx[t] = 1
+    return s0, v[tuple(idx)]
+
+
+def _coeffs(r: torch.Tensor, ndim: int, batch_first: bool):
+    """The four entries of ``r`` (``(2, 2)`` or ``(B, 2, 2)``), shaped to broadcast against a
+    slice of ``ndim`` dimensions (batch last, or first if ``batch_first``)."""
+    if r.dim() == 2:
+        return r[0, 0], r[0, 1], r[1, 0], r[1, 1]
+    shape = (-1,) + (1,) * (ndim - 1) if batch_first else (-1,)
+    return tuple(r[:, i, j].reshape(shape) for i in (0, 1) for j in (0, 1))
+
+
+def _ctrl_apply(x: torch.Tensor, r: torch.Tensor, gate, n: int, batch_first: bool = False) -> torch.Tensor:
+    """Out-of-place (differentiable by autograd): a copy of ``x`` with ``r`` applied to the
+    controlled slice.  One state copy plus two half-slice temporaries."""
+    out = x.clone()
+    s0, s1 = _ctrl_halves(x, gate, n, batch_first)
+    a, b, c, d = _coeffs(r, s0.dim(), batch_first)
+    _ctrl_halves(out, gate, n, batch_first)[0].copy_(a * s0 + b * s1)
+    _ctrl_halves(out, gate, n, batch_first)[1].copy_(c * s0 + d * s1)  # views taken after
+    return out
+
+
+def _ctrl_apply_(x: torch.Tensor, r: torch.Tensor, gate, n: int) -> torch.Tensor:
+    """In place on a batch-last ``x`` (no autograd): ``r`` on the controlled slice; one
+    half-slice temporary."""
+    s0, s1 = _ctrl_halves(x, gate, n, False)
+    a, b, c, d = _coeffs(r, s0.dim(), False)
+    new0 = s0 * a
+    new0.addcmul_(s1, b)
+    s1.mul_(d).addcmul_(s0, c)
+    s0.copy_(new0)
+    return x
+
+
+def _ctrl_grad_conj(Yb: torch.Tensor, X: torch.Tensor, gate, n: int, batched: bool) -> torch.Tensor:
+    """``conj`` of the cotangent of ``r`` (``(2, 2)`` or ``(B, 2, 2)``) from the conjugated
+    output cotangent ``Yb`` and the input ``X``: sums over the controlled slice only."""
+    y = _ctrl_halves(Yb, gate, n, False)
+    x = _ctrl_halves(X, gate, n, False)
+    dims = tuple(range(y[0].dim() - 1)) if batched else tuple(range(y[0].dim()))
+    g = [(y[i] * x[j]) for i in (0, 1) for j in (0, 1)]
+    if dims:  # (an empty tuple would sum over every dimension)
+        g = [t.sum(dims) for t in g]
+    return torch.stack(g, -1).reshape(*g[0].shape, 2, 2)
+
+
 # ------------------------------------------------------------ batch-last primitives
 # The fast paths keep the state as (2**n, B): every block is then one (batched) GEMM with at
 # least B columns, and a permutation is a gather of contiguous rows.
@@ -264,6 +324,9 @@ class _PingPong:
     def __init__(self, like: torch.Tensor):
         self.like = like
         self.bufs: list[torch.Tensor] = []
+
+    def owns(self, t: torch.Tensor) -> bool:
+        return any(b.data_ptr() == t.data_ptr() for b in self.bufs)
 
     def other(self, cur: torch.Tensor) -> torch.Tensor:
         for b in self.bufs:
@@ -362,41 +425,39 @@ class _Runner:
         self.ps_scale = torch.tensor(t.ps_scale, dtype=self.rdtype, device=dev)
         self.ps_off = torch.tensor(t.ps_off, dtype=self.rdtype, device=dev)
         self.consts = torch.zeros(len(t.consts), dtype=self.rdtype, device=dev)
-        self.mono = {}
-        self.phase_inv = {}
-        for op in plan.ops:
-            if isinstance(op, MonoOp):
-                self.mono[id(op)] = (
-                    torch.as_tensor(op.src, device=dev),
-                    None if op.phase is None else torch.as_tensor(op.phase, dtype=cdtype, device=dev),
-                    torch.as_tensor(op.inv, device=dev),
-                )
-                if op.phase is not None:
-                    self.phase_inv[id(op)] = torch.as_tensor(op.phase[op.inv], dtype=cdtype, device=dev)
-        # measurements
-        if plan.z_cols:
-            idx = np.arange(2**n)
-            S = np.empty((2**n, len(plan.z_cols)))
-            for j, (_, mask) in enumerate(plan.z_cols):
-                s = np.ones(2**n)
-                for w in mask:
-                    s *= 1 - 2 * ((idx >> (n - 1 - w)) & 1)
-                S[:, j] = s
-            self.S = torch.as_tensor(S, dtype=self.rdtype, device=dev)
+        self._mono: dict = {}  # id(MonoOp) -> (src, phase, inv, phase_inv), built on first use
+        # measurements: <Z> words read from the probabilities (no 2**n x outputs matrix)
         self.z_only = [p for p, _ in plan.z_cols] == list(range(plan.n_outputs))
-        # A final permutation before diagonal (Z-only) measurements is folded into the
-        # sign matrix: out = p[:, src] @ S = p @ S[inv].
         self.exec_ops = list(plan.ops)
+        # A final permutation before Z-only readouts is folded into the readout: each Z word
+        # after a monomial op is a signed Z word before it, so the op is not run at all.
         self.fold = bool(self.z_only and plan.ops and isinstance(plan.ops[-1], MonoOp))
+        masks = [m for _, m in plan.z_cols]
+        self.zr = _ZReadout(masks, [1] * len(masks), n, dev, self.rdtype) if masks else None
+        self.zr_fold = None
         if self.fold:
-            self.S_fold = self.S[torch.as_tensor(plan.ops[-1].inv, device=dev)].contiguous()
+            last = plan.ops[-1]
+            folded = [last.fold_z(m) for m in masks]
+            self.zr_fold = _ZReadout([m for m, _ in folded], [sg for _, sg in folded], n, dev, self.rdtype)
             self.exec_ops = self.exec_ops[:-1]
         self.pauli = {}
         for pos, kind, data in plan.other:
             if kind == "pauli":
-                src, phase = data
-                self.pauli[pos] = (torch.as_tensor(src, device=dev),
-                                   torch.as_tensor(phase, dtype=cdtype, device=dev))
+                xm, zm, k = data
+                flip = [w for w in range(n) if xm >> (n - 1 - w) & 1]
+                # Re(i**k conj(f) psi): k even -> +-(fr pr + fi pi), k odd -> +-(fi pr - fr pi)
+                sign = -1 if k in (2, 3) else 1
+                self.pauli[pos] = (flip, k % 2 == 1, _ZReadout([zm], [sign], n, dev, self.rdtype))
+
+    def mono(self, op: MonoOp):
+        """``(src, phase, inv, phase_inv)`` of ``op`` on the device (built on first use)."""
+        hit = self._mono.get(id(op))
+        if hit is None:
+            npc = np.complex128 if self.cdtype == torch.complex128 else np.complex64
+            arrs = op.arrays(npc)
+            hit = tuple(None if a is None else torch.from_numpy(a).to(self.device) for a in arrs)
+            self._mono[id(op)] = hit
+        return hit
 
     # -------------------------------------------------------------- angles
     def angles(self, inputs, weights):
@@ -507,10 +568,12 @@ class _Runner:
         n = self.plan.n
         for op, U in zip(ops, mats):
             if U is None:
-                src, phase, inv = self.mono[id(op)]
+                src, phase, inv, _ = self.mono(op)
                 psi = _Rows.apply(psi, src, inv)
                 if phase is not None:
                     psi = psi * phase.unsqueeze(1)
+            elif isinstance(op, GateOp) and op.controlled:
+                psi = _ctrl_apply(psi, U, op.gate, n, batch_first=not batch_last)
             elif batch_last:
                 psi = _apply_bl(psi, U, self.op_wires(op), n)
             else:
@@ -522,20 +585,29 @@ class _Runner:
         """Outputs ``(B, n_outputs)`` from a batch-last state ``psi (2**n, B)``."""
         plan = self.plan
         n = plan.n
+        if not psi.is_contiguous():
+            psi = psi.contiguous()
         Bt = psi.shape[1]
         p = _Abs2.apply(psi)  # (2**n, B)
         if self.z_only:
-            return ((self.S_fold if fold else self.S).transpose(0, 1) @ p).transpose(0, 1)
+            return (self.zr_fold if fold else self.zr)(p).transpose(0, 1)
         cols = [None] * plan.n_outputs
         if plan.z_cols:
-            z = (self.S.transpose(0, 1) @ p).transpose(0, 1)
+            z = self.zr(p).transpose(0, 1)
             for j, (pos, _) in enumerate(plan.z_cols):
                 cols[pos] = z[:, j:j + 1]
         for pos, kind, data in plan.other:
             if kind == "pauli":
-                src, phase = self.pauli[pos]
-                v = (psi.conj() * (psi.index_select(0, src) * phase.unsqueeze(1))).real.sum(0)
-                cols[pos] = v.unsqueeze(1)
+                flip, odd, zr = self.pauli[pos]
+                f = psi.view(*([2] * n), Bt).flip(flip).view(2**n, Bt) if flip else psi
+                fr, pr = torch.view_as_real(f), torch.view_as_real(psi)
+                if odd:  # Im part: fi pr - fr pi
+                    q = fr[..., 1] * pr[..., 0]
+                    q = q.addcmul_(fr[..., 0], pr[..., 1], value=-1)
+                else:
+                    q = fr[..., 0] * pr[..., 0]
+                    q = q.addcmul_(fr[..., 1], pr[..., 1])
+                cols[pos] = zr(q).transpose(0, 1)
             else:
                 wires = data
                 x = p.reshape(*([2] * n), Bt)
@@ -547,6 +619,81 @@ class _Runner:
                 x = x.permute(*order, len(kept)).reshape(-1, Bt)
                 cols[pos] = x.transpose(0, 1)
         return torch.cat([c for c in cols if c is not None], 1)
+
+
+class _ZReadout:
+    """``<Z_m>`` for index-bit masks ``m`` (times a sign each) from real weights
+    ``p (2**n, B)``, without a ``2**n x words`` sign matrix.
+
+    The index is split into its ``H = n // 2`` high and ``L = n - H`` low bits,
+    ``p -> (2**H, 2**L, B)``.  Words on the high bits only are read from the marginal
+    ``p.sum(1)`` with a ``(2**H, K)`` sign matrix, words on the low bits only from ``p.sum(0)``
+    with a ``(2**L, K)`` one (``<Z_w>`` on every wire: two passes over ``p``); a word on both
+    contracts the high axis with its high signs (one GEMM over ``p`` for all such words) and
+    then the low axis with its low signs.  Differentiable by autograd; memory: the sign
+    matrices (``(2**H + 2**L) x words``) and ``words x 2**L x B`` for mixed words."""
+
+    def __init__(self, masks, signs, n: int, device, rdtype):
+        self.n, self.H = n, n // 2
+        self.L = n - self.H
+        L, H = self.L, self.H
+        lo_all = (1 << L) - 1
+        groups: dict = {"hi": [], "lo": [], "both": []}
+        for j, (m, sg) in enumerate(zip(masks, signs)):
+            mh, ml = m >> L, m & lo_all
+            key = "lo" if mh == 0 and ml else ("both" if ml else "hi")
+            groups[key].append((j, mh, ml, sg))
+        self.order = [j for key in ("hi", "lo", "both") for j, *_ in groups[key]]
+        self.perm = None
+        if self.order != list(range(len(masks))):
+            inv = [0] * len(masks)
+            for i, j in enumerate(self.order):
+                inv[j] = i
+            self.perm = torch.tensor(inv, device=device)
+
+        def signs_of(bits: int, ms, sgs):
+            idx = np.arange(2**bits)
+            out = np.empty((2**bits, len(ms)))
+            for c, (m, sg) in enumerate(zip(ms, sgs)):
+                par = np.zeros(2**bits, dtype=np.int64)
+                for b in range(bits):
+                    if m >> b & 1:
+                        par ^= (idx >> b) & 1
+                out[:, c] = sg * (1 - 2 * par)
+            return torch.as_tensor(out, dtype=rdtype, device=device)
+
+        g = groups
+        self.S_hi = signs_of(H, [mh for _, mh, _, _ in g["hi"]], [sg for *_, sg in g["hi"]]) if g["hi"] else None
+        self.S_lo = signs_of(L, [ml for _, _, ml, _ in g["lo"]], [sg for *_, sg in g["lo"]]) if g["lo"] else None
+        self.S_bh = self.S_bl = None
+        if g["both"]:
+            self.S_bh = signs_of(H, [mh for _, mh, _, _ in g["both"]], [sg for *_, sg in g["both"]])
+            self.S_bl = signs_of(L, [ml for _, _, ml, _ in g["both"]], [1] * len(g["both"]))
+
+    @staticmethod
+    def nbytes(masks, n: int, batch: int, item: int) -> int:
+        """Bytes of the sign matrices and intermediates (with their gradients)."""
+        H = n // 2
+        L = n - H
+        K = len(masks)
+        both = sum(1 for m in masks if m >> L and m & ((1 << L) - 1))
+        return item * (K * (2**H + 2**L) * 2 + 2 * (2**H + 2**L) * batch + 4 * K * batch
+                       + 3 * both * 2**L * batch)
+
+    def __call__(self, p: torch.Tensor) -> torch.Tensor:
+        """``(words, B)``."""
+        Bt = p.shape[1]
+        p3 = p.view(2**self.H, 2**self.L, Bt)
+        parts = []
+        if self.S_hi is not None:
+            parts.append(self.S_hi.transpose(0, 1) @ p3.sum(1))
+        if self.S_lo is not None:
+            parts.append(self.S_lo.transpose(0, 1) @ p3.sum(0))
+        if self.S_bh is not None:
+            T = (self.S_bh.transpose(0, 1) @ p.view(2**self.H, -1)).view(-1, 2**self.L, Bt)
+            parts.append((T * self.S_bl.transpose(0, 1).unsqueeze(-1)).sum(1))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        return out if self.perm is None else out.index_select(0, self.perm)
 
 
 def _grad_u_conj(Yb: torch.Tensor, X: torch.Tensor, wires, n: int, batched: bool) -> torch.Tensor:
@@ -589,13 +736,21 @@ class _PlanFn(torch.autograd.Function):
         with torch.no_grad():
             for op, U in zip(ops, mats):
                 if U is None:
-                    src, phase, inv = runner.mono[id(op)]
+                    src, phase, inv, _ = runner.mono(op)
                     if buf is None:
                         psi = psi.index_select(0, src)
                     else:
                         psi = torch.index_select(psi, 0, src, out=buf.other(psi))
                     if phase is not None:
                         psi = psi * phase.unsqueeze(1) if buf is None else psi.mul_(phase.unsqueeze(1))
+                elif isinstance(op, GateOp) and op.controlled:
+                    if checkpoint:
+                        saved.append(psi)
+                        psi = _ctrl_apply_(psi.clone(), U, op.gate, n)
+                    else:
+                        if not buf.owns(psi):
+                            psi = buf.other(psi).copy_(psi)
+                        psi = _ctrl_apply_(psi, U, op.gate, n)
                 else:
                     if checkpoint:
                         saved.append(psi)
@@ -624,15 +779,30 @@ class _PlanFn(torch.autograd.Function):
         for i in range(len(mats) - 1, -1, -1):
             op, U = runner.exec_ops[i], mats[i]
             if U is None:
-                src, phase, inv = runner.mono[id(op)]
+                src, phase, inv, phase_inv = runner.mono(op)
                 Yb = torch.index_select(Yb, 0, inv, out=ybuf.other(Yb))
                 if psi is not None:
                     psi = torch.index_select(psi, 0, inv, out=pbuf.other(psi))
                 if phase is not None:
-                    ph = runner.phase_inv[id(op)].unsqueeze(1)
+                    ph = phase_inv.unsqueeze(1)
                     Yb.mul_(ph)
                     if psi is not None:
                         psi.mul_(ph.conj())
+                continue
+            if isinstance(op, GateOp) and op.controlled:
+                # identity off the controlled slice; r^H un-computes, r^T carries Yb
+                if ctx.checkpoint:
+                    X = states.pop()
+                else:
+                    if not pbuf.owns(psi):
+                        psi = pbuf.other(psi).copy_(psi)
+                    psi = _ctrl_apply_(psi, U.conj().transpose(-1, -2), op.gate, n)
+                    X = psi
+                if need[i]:
+                    grads[i] = _ctrl_grad_conj(Yb, X, op.gate, n, U.dim() == 3).conj()
+                if not ybuf.owns(Yb):
+                    Yb = ybuf.other(Yb).copy_(Yb)
+                Yb = _ctrl_apply_(Yb, U.transpose(-1, -2), op.gate, n)
                 continue
             wires = runner.op_wires(op)
             if ctx.checkpoint:
