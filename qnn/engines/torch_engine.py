@@ -883,6 +883,7 @@ class TorchEngine(Engine):
         self.unitary_max_qubits = unitary_max_qubits
         self.autograd_max_bytes = autograd_max_bytes
         self._plans: dict = {}
+        self._spare: tuple | None = None  # (circuit, fingerprint, plan) compiled for an estimate
         self._runners: dict = {}
         self.last_mode: str | None = None
 
@@ -890,16 +891,43 @@ class TorchEngine(Engine):
         return f"TorchEngine(mode={self.mode!r}, dtype={self.dtype}, device={self.device})"
 
     # ------------------------------------------------------------------ plans
-    def plan(self, circuit: Circuit) -> Plan:
-        """The compiled plan of ``circuit`` (cached; recompiled when the circuit grows)."""
-        fp = (circuit.n_qubits, len(circuit.gates), len(circuit.measurements), circuit.n_inputs,
-              circuit.n_weights, circuit.state_prep)
+    @staticmethod
+    def _fingerprint(circuit: Circuit) -> tuple:
+        return (circuit.n_qubits, len(circuit.gates), len(circuit.measurements), circuit.n_inputs,
+                circuit.n_weights, circuit.state_prep)
+
+    def _compile(self, circuit: Circuit) -> Plan:
+        bs = self.block_size or (circuit.n_qubits if circuit.n_qubits <= 5 else 4)
+        plan = compile_circuit(circuit, bs)  # pure Python: nothing of size 2**n
+        plan.state_prep = circuit.state_prep
+        return plan
+
+    def _peek_plan(self, circuit: Circuit) -> Plan:
+        """The plan for an estimate: the cached one, or one compiled but not cached (kept
+        aside for :meth:`plan`), so a refused run leaves the cache untouched."""
+        fp = self._fingerprint(circuit)
         hit = self._plans.get(id(circuit))
         if hit is not None and hit[0] is circuit and hit[1] == fp:
             return hit[2]
-        bs = self.block_size or (circuit.n_qubits if circuit.n_qubits <= 5 else 4)
-        plan = compile_circuit(circuit, bs)
-        plan.state_prep = circuit.state_prep
+        spare = self._spare
+        if spare is not None and spare[0] is circuit and spare[1] == fp:
+            return spare[2]
+        plan = self._compile(circuit)
+        self._spare = (circuit, fp, plan)
+        return plan
+
+    def plan(self, circuit: Circuit) -> Plan:
+        """The compiled plan of ``circuit`` (cached; recompiled when the circuit grows)."""
+        fp = self._fingerprint(circuit)
+        hit = self._plans.get(id(circuit))
+        if hit is not None and hit[0] is circuit and hit[1] == fp:
+            return hit[2]
+        spare = self._spare
+        if spare is not None and spare[0] is circuit and spare[1] == fp:
+            plan = spare[2]
+        else:
+            plan = self._compile(circuit)
+        self._spare = None
         if hit is not None:
             self._drop(hit[2])
         while len(self._plans) >= _MAX_PLANS:  # bounded cache: drop the oldest circuit
@@ -922,28 +950,125 @@ class TorchEngine(Engine):
 
     # ------------------------------------------------------------------ memory
     def estimate_bytes(self, circuit: Circuit, batch: int, mode: str, cdtype=torch.complex64) -> int:
-        """Estimated peak bytes of one forward+backward on ``mode`` (not ``"auto"``): the state
-        size ``batch * 2**n * itemsize`` times a factor: 6 for ``adjoint``, ``4 + 2 * ops`` for
-        ``blocked``, ``4 + 3 * gates`` for ``gates``; ``unitary`` adds ``(4 + 2 * ops) * 4**n * itemsize``."""
+        """Upper bound of the bytes one forward+backward on ``mode`` (not ``"auto"``) allocates:
+        the sum of :meth:`memory_parts`.  With ``S = batch * 2**n * itemsize`` (one state),
+        ``R = S / 2`` (its probabilities) and ``Q = 4**n * itemsize`` (one unitary):
+
+        * ``states``: ``6 S`` for ``adjoint``, ``(5 + matrix ops) S`` for ``blocked``,
+          ``(5 + 3 * gates) S`` for ``gates``, ``(4 + 2 * ops) Q + 4 S`` for ``unitary``
+          (``ops``: the ops run, a final permutation folded into the readout excluded);
+        * ``transient``: the largest temporary of one op (``3 S`` for an op with per-sample
+          matrices, the controlled slice for a controlled rotation, ``2**start * 4**k`` items
+          for a shared block);
+        * ``matrices``: every op's matrices, 4 times (build, autograd, gradient):
+          ``4**k`` items per block, ``batch * 4**k`` when per-sample, 4 for a controlled rotation;
+        * ``plan``: the monomial ops' index arrays (two int32 arrays of ``2**n``) and, with a
+          phase gate, two phase arrays and three byte arrays of ``2**n``;
+        * ``readout``: ``2 R`` (probabilities and their gradient), the ``<Z>`` sign matrices,
+          ``2 S + 2 R`` per Pauli word with X/Y plus ``3 S`` for its backward, and
+          ``4 * batch * 2**k`` reals per ``probs`` of ``k`` wires;
+        * ``init``: what the initial state needs beyond one state (the product state's factors,
+          the amplitude embedding's copies);
+        * ``angles``: the per-sample angle tables and the outputs.
+
+        Nothing of size ``2**n`` is built to compute it."""
+        return sum(self.memory_parts(circuit, batch, mode, cdtype).values())
+
+    def memory_parts(self, circuit: Circuit, batch: int, mode: str, cdtype=torch.complex64) -> dict:
+        """The terms of :meth:`estimate_bytes`, in bytes, by name."""
+        if mode not in MODES or mode == "auto":
+            raise ValueError(f"TorchEngine: mode must be one of {list(MODES[1:])}; got {mode!r}")
         item = torch.empty((), dtype=cdtype).element_size()
-        state = batch * 2**circuit.n_qubits * item
-        if mode == "adjoint":
-            return state * _ADJOINT_FACTOR
-        plan = self.plan(circuit)
+        ritem = item // 2
+        plan = self._peek_plan(circuit)
+        n = plan.n
+        N = 2**n
+        B = batch
+        S = B * N * item
+        R = B * N * ritem
+        z_only = [p for p, _ in plan.z_cols] == list(range(plan.n_outputs))
         if mode == "gates":
-            return state * (_AUTOGRAD_BASE + 3 * len(plan.gate_ops))
-        if mode == "blocked":
-            return state * (_AUTOGRAD_BASE + 2 * len(plan.ops))
-        if mode == "unitary":
-            return 4**plan.n * item * (_AUTOGRAD_BASE + 2 * len(plan.ops)) + state * _AUTOGRAD_BASE
-        raise ValueError(f"TorchEngine: unknown mode {mode!r}")
+            ops = list(plan.gate_ops)
+        else:
+            ops = list(plan.ops)
+            if z_only and ops and isinstance(ops[-1], MonoOp):
+                ops = ops[:-1]  # folded into the readout
+        cols = N if mode == "unitary" else B  # columns the ops act on
+        Q = N * N * item
+        parts = {}
+        if mode == "adjoint":
+            parts["states"] = _ADJOINT_FACTOR * S
+        elif mode == "blocked":  # the input of every matrix op is kept for the backward
+            parts["states"] = (_AUTOGRAD_BASE + 1 + sum(not isinstance(op, MonoOp) for op in ops)) * S
+        elif mode == "gates":
+            parts["states"] = (_AUTOGRAD_BASE + 1 + 3 * len(ops)) * S
+        else:
+            parts["states"] = (_AUTOGRAD_BASE + 2 * len(ops)) * Q + _AUTOGRAD_BASE * S
+        state_u = cols * N * item  # one state of the ops (a unitary on the unitary path)
+        transient = 0
+        matrices = 0
+        plan_bytes = 0
+        for op in ops:
+            if isinstance(op, MonoOp):
+                idx = np.dtype(op.index_dtype()).itemsize
+                plan_bytes += 2 * idx * N
+                if op.has_phase:
+                    plan_bytes += 2 * item * N + 3 * N + (1 << 20) * (8 + item)
+                    transient = max(transient, state_u)  # the phase product
+                continue
+            per = B if op.per_sample else 1
+            if isinstance(op, GateOp) and op.controlled:
+                matrices += 4 * 4 * item * per
+                transient = max(transient, 2 * state_u // 2 ** (len(op.gate.wires) - 1))
+                continue
+            wires = op.wires if isinstance(op, GateOp) else tuple(range(op.start, op.start + op.k))
+            k = len(wires)
+            matrices += 4 * (4**k + 4 * k) * item * per
+            if op.per_sample or tuple(wires) != tuple(range(wires[0], wires[0] + k)):
+                transient = max(transient, 3 * state_u)
+            else:
+                transient = max(transient, 2 * 2 ** wires[0] * 4**k * item)
+        parts["transient"] = transient
+        parts["matrices"] = matrices
+        parts["plan"] = plan_bytes
+        masks = [m for _, m in plan.z_cols]
+        readout = 2 * R + (_ZReadout.nbytes(masks, n, B, ritem) if masks else 0)
+        n_pauli = 0
+        for _, kind, data in plan.other:
+            if kind == "pauli":
+                n_pauli += 1
+                readout += (2 * S + 2 * R if data[0] else R) + _ZReadout.nbytes([data[1]], n, B, ritem)
+            else:
+                readout += 4 * B * 2 ** len(data) * ritem
+        if n_pauli:
+            readout += 3 * S
+        parts["readout"] = readout
+        if plan.init == "amplitude":
+            init = 2 * S + 3 * R
+        elif plan.init == "product":
+            init = N * item  # the shared product state before its expansion to the batch
+            if plan.init_chains.per_sample:  # the Kronecker tree's factors and their gradients
+                def tree(lo, hi):
+                    if hi - lo == 1:
+                        return 0
+                    mid = (lo + hi + 1) // 2
+                    return 2 ** (mid - lo) + 2 ** (hi - mid) + tree(lo, mid) + tree(mid, hi)
+                init = 2 * tree(0, n) * B * item
+            init += 4 * n * 4 * item * B  # chain matrices
+        else:
+            init = 0
+        parts["init"] = init
+        t = plan.table
+        parts["angles"] = 4 * ritem * B * (len(t.ps_idx) + circuit.n_inputs + circuit.n_weights + len(t.consts)
+                                          + 2 * plan.n_outputs)
+        return parts
 
     def _limit(self, device) -> int:
         return int(self.max_memory_bytes) if self.max_memory_bytes is not None else available_memory(device)
 
     def choose_mode(self, circuit: Circuit, batch: int, device=torch.device("cpu"), cdtype=torch.complex64) -> str:
         """The path ``mode="auto"`` takes for this circuit and batch size."""
-        plan = self.plan(circuit)
+        plan = self._peek_plan(circuit)
         n = plan.n
         if plan.unitary_ok and n <= self.unitary_max_qubits and 2**n <= batch:
             return "unitary"
@@ -991,15 +1116,18 @@ class TorchEngine(Engine):
         if B == 0:
             out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
             return out.to(device=out_device, dtype=out_dtype)
-        # the cheapest path must fit before anything of size 2**n is compiled or allocated
-        self.check_memory(circuit, B, "adjoint", device, cdtype)
+        # the forced path (auto: its fallback, adjoint) must fit before anything of size 2**n
+        # is allocated (the estimate compiles a plan without arrays and caches nothing)
+        first = self.mode if self.mode != "auto" else "adjoint"
+        self.check_memory(circuit, B, first, device, cdtype)
         plan = self.plan(circuit)
         mode = self.mode if self.mode != "auto" else self.choose_mode(circuit, B, device, cdtype)
         if mode == "unitary" and not plan.unitary_ok:
             raise ValueError(
                 "TorchEngine: mode 'unitary' needs every gate after the product-state embedding "
                 "to be independent of the inputs; this circuit has input-bound gates there")
-        self.check_memory(circuit, B, mode, device, cdtype)
+        if mode != first:
+            self.check_memory(circuit, B, mode, device, cdtype)
         self.last_mode = mode
         runner = self._runner(plan, device, cdtype)
         sh, ps = runner.angles(x, w)
