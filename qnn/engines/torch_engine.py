@@ -12,8 +12,10 @@ weights:
     leading single-qubit gates on untouched wires (an angle embedding, the first layer's
     rotations) build a Kronecker *product state*; every run of constant permutation gates
     (a CNOT ring) is one precomputed gather; the single-qubit gates between them are fused
-    into Kronecker blocks of up to ``block_size`` wires applied as matrix multiplies; a final
-    permutation before ``<Z>`` readouts is folded into the readout.  The state is kept as
+    into Kronecker blocks of up to ``block_size`` wires applied as matrix multiplies; a
+    controlled rotation applies its 2x2 to the slice where every control is 1; a final
+    permutation before ``<Z>`` readouts is folded into the readout (each ``<Z>`` word maps to
+    a signed ``<Z>`` word), and ``<Z>`` words are read from the reshaped probabilities.  The state is kept as
     ``(2**n, B)`` so every block is one (batched) GEMM with at least ``B`` columns and every
     permutation a gather of contiguous rows.  The ops run inside one custom
     ``autograd.Function`` that keeps each block's input state and has a hand-written backward.
