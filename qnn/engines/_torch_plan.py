@@ -4,12 +4,23 @@ A plan is a list of *ops* applied to a batch-first ``(B, 2**n)`` state:
 
 * ``BlockOp``: a ``2**k x 2**k`` unitary on the contiguous wires ``[start, start + k)``,
   built as the Kronecker product of per-wire 2x2 chains of single-qubit gates;
-* ``GateOp``: one gate's own matrix (re-ordered to ascending wires);
+* ``GateOp``: one gate's own matrix (re-ordered to ascending wires); a controlled rotation
+  (CRX/CRY/CRZ/MCRY) keeps only its 2x2 rotation, applied to the slice where every control
+  is 1;
 * ``MonoOp``: a run of constant permutation/phase gates (CNOT, CZ, SWAP, ...) composed
   into one gather ``psi'[:, y] = phase[y] * psi[:, src[y]]``.
 
-Everything here is pure Python/numpy and runs once per circuit structure; the executor in
-:mod:`qnn.engines.torch_engine` turns the plan into torch calls.
+Every monomial gate here acts on basis indices as an affine map over GF(2) of the index bits
+(X/Y flip a bit, CNOT adds the control bit to the target bit, SWAP swaps two bits, Z/CZ keep
+the index) times a phase ``i**e(x)``.  A ``MonoOp`` keeps only that affine map (``n + 1``
+integers) and the phase terms; its ``2**n`` index/phase arrays are built on demand
+(:meth:`MonoOp.arrays`) without per-gate temporaries.  A ``<Z>`` word read after a monomial
+op is another ``<Z>`` word with a sign (:meth:`MonoOp.fold_z`), which is how the final
+permutation is folded into the readout.
+
+Compilation is pure Python (no array of size ``2**n`` is built), so a plan can be made just
+to estimate memory; the executor in :mod:`qnn.engines.torch_engine` turns the plan into torch
+calls.
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ from qnn.circuit import Circuit, Gate
 ONE_QUBIT = {"RX", "RY", "RZ", "Rot", "PhaseShift", "H", "X", "Y", "Z"}
 # Constant gates whose matrix has one non-zero per row and column.
 MONOMIAL = {"X", "Y", "Z", "CNOT", "CZ", "SWAP"}
+# Controlled rotations (controls = wires[:-1], target = wires[-1]) and their 2x2 rotation.
+CONTROLLED = {"CRX": "RX", "CRY": "RY", "CRZ": "RZ", "MCRY": "RY"}
 
 _S2 = 1.0 / np.sqrt(2.0)
 CONST_MATS = {
@@ -133,13 +146,170 @@ class GateOp:
     start: int
     stop: int
 
+    @property
+    def controlled(self) -> bool:
+        """A controlled rotation: only its 2x2 rotation is built, applied to the slice where
+        every control (``gate.wires[:-1]``) is 1."""
+        return self.gate.name in CONTROLLED
+
+
+# ------------------------------------------------------------------ affine index maps
+# An affine map over GF(2) of n-bit basis indices: f(x) = c ^ XOR_{b: bit b of x set} cols[b]
+# (bit b = wire n - 1 - b, wire 0 the most significant bit).
+Affine = tuple  # (cols: tuple[int, ...] of length n, c: int)
+
+
+def _bits(name: str, wires, n: int):
+    """The action of monomial gate ``name`` on one basis index (a Python int)."""
+    b = [n - 1 - w for w in wires]
+    if name in ("X", "Y"):
+        return lambda x: x ^ (1 << b[0])
+    if name == "CNOT":
+        return lambda x: x ^ (((x >> b[0]) & 1) << b[1])
+    if name == "SWAP":
+        return lambda x: x ^ ((((x >> b[0]) ^ (x >> b[1])) & 1) * ((1 << b[0]) | (1 << b[1])))
+    return lambda x: x  # Z, CZ
+
+
+def affine_of(gates, n: int) -> Affine:
+    """Affine map of the basis-index action of a run of monomial gates (first gate first)."""
+    cols = [1 << b for b in range(n)]
+    c = 0
+    for g in gates:
+        f = _bits(g.name, g.wires, n)
+        f0 = f(0)
+        cols = [f(v) ^ f0 for v in cols]
+        c = f(c)
+    return tuple(cols), c
+
+
+def _compose(f: Affine, g: Affine) -> Affine:
+    """``f o g``."""
+    fc, f0 = f
+    gc, g0 = g
+
+    def lin(v):
+        out = 0
+        b = 0
+        while v:
+            if v & 1:
+                out ^= fc[b]
+            v >>= 1
+            b += 1
+        return out
+
+    return tuple(lin(v) for v in gc), lin(g0) ^ f0
+
+
+def _parity(v: int) -> int:
+    return bin(v).count("1") & 1
+
+
+def fill_affine(out: np.ndarray, f: Affine) -> np.ndarray:
+    """``out[x] = f(x)`` for every index, by doubling (no temporaries)."""
+    cols, c = f
+    out[0] = c
+    h = 1
+    for col in cols:
+        np.bitwise_xor(out[:h], col, out=out[h:2 * h])
+        h *= 2
+    return out
+
+
+def fill_parity(out: np.ndarray, mask: int, f: Affine) -> np.ndarray:
+    """``out[x] = parity(mask & f(x))`` (uint8), by doubling."""
+    cols, c = f
+    out[0] = _parity(mask & c)
+    h = 1
+    for col in cols:
+        np.bitwise_xor(out[:h], _parity(mask & col), out=out[h:2 * h])
+        h *= 2
+    return out
+
+
+_I_POW = np.array([1, 1j, -1, -1j])
+
 
 @dataclass
 class MonoOp:
-    src: np.ndarray
-    phase: np.ndarray | None  # None when every phase is 1
-    inv: np.ndarray
+    """A run of monomial gates as one gather ``psi'[y] = phase[y] * psi[src[y]]``.
+
+    Keeps the run's affine index map ``fwd`` (``inv = fwd``: the basis state ``x`` goes to
+    ``fwd(x)``; ``src`` is its inverse) and builds the ``2**n`` arrays on demand."""
+
+    gates: tuple
+    n: int
+    fwd: Affine
+    bwd: Affine
+    has_phase: bool  # a phase gate (Y, Z, CZ) occurs
     per_sample: bool = False
+
+    @staticmethod
+    def of(gates, n: int) -> "MonoOp":
+        gates = tuple(gates)
+        return MonoOp(gates, n, affine_of(gates, n), affine_of(gates[::-1], n),
+                      any(g.name in ("Y", "Z", "CZ") for g in gates))
+
+    def index_dtype(self):
+        return np.int32 if self.n <= 30 else np.int64
+
+    def _exponents(self, at: Affine, out: np.ndarray, tmp: np.ndarray, tmp2: np.ndarray) -> np.ndarray:
+        """``out[z] = e(at(z)) mod 4``: the phase exponent of the run, as a function of the
+        run's input index ``x = at(z)`` (uint8 arrays, 1 byte per index)."""
+        n = self.n
+        out[:] = 0
+        cur = at  # index before gate j as a function of z
+        for g in self.gates:
+            if g.name in ("Y", "Z", "CZ"):
+                b = [1 << (n - 1 - w) for w in g.wires]
+                fill_parity(tmp, b[0], cur)
+                if g.name == "CZ":
+                    fill_parity(tmp2, b[1], cur)
+                    np.bitwise_and(tmp, tmp2, out=tmp)
+                np.left_shift(tmp, 1, out=tmp)
+                if g.name == "Y":
+                    np.add(tmp, 1, out=tmp)
+                np.add(out, tmp, out=out)
+            if g.name != "Z" and g.name != "CZ":
+                cur = _compose(affine_of([g], n), cur)
+        np.bitwise_and(out, 3, out=out)
+        return out
+
+    def arrays(self, cdtype=np.complex128, chunk: int = 1 << 20):
+        """``(src, phase, inv, phase_inv)``: ``src``/``inv`` int32 (int64 above 30 qubits),
+        ``phase[y]`` and ``phase_inv[x] = phase[inv[x]]`` of ``cdtype`` or None when every
+        phase is 1.  Temporaries: three uint8 arrays of ``2**n`` when a phase gate occurs."""
+        N = 2**self.n
+        src = fill_affine(np.empty(N, dtype=self.index_dtype()), self.bwd)
+        inv = fill_affine(np.empty(N, dtype=self.index_dtype()), self.fwd)
+        if not self.has_phase:
+            return src, None, inv, None
+        e = np.empty(N, dtype=np.uint8)
+        t1 = np.empty(N, dtype=np.uint8)
+        t2 = np.empty(N, dtype=np.uint8)
+        self._exponents(self.bwd, e, t1, t2)  # as a function of y: x = src(y)
+        if not e.any():
+            return src, None, inv, None
+        lut = _I_POW.astype(cdtype)
+        phase = np.empty(N, dtype=cdtype)
+        for lo in range(0, N, chunk):
+            phase[lo:lo + chunk] = lut[e[lo:lo + chunk]]
+        identity = (tuple(1 << b for b in range(self.n)), 0)
+        self._exponents(identity, e, t1, t2)  # as a function of x
+        phase_inv = np.empty(N, dtype=cdtype)
+        for lo in range(0, N, chunk):
+            phase_inv[lo:lo + chunk] = lut[e[lo:lo + chunk]]
+        return src, phase, inv, phase_inv
+
+    def fold_z(self, mask: int) -> tuple[int, int]:
+        """A ``<Z>`` word (index-bit ``mask``) read after this op equals ``sign * <Z_mask'>``
+        read before it; returns ``(mask', sign)``."""
+        cols, c = self.fwd
+        m2 = 0
+        for b, col in enumerate(cols):
+            if _parity(mask & col):
+                m2 |= 1 << b
+        return m2, -1 if _parity(mask & c) else 1
 
 
 @dataclass
@@ -151,37 +321,11 @@ class Plan:
     ops: list  # BlockOp | GateOp | MonoOp
     gate_ops: list  # one GateOp per gate (mode "gates")
     measurements: list
-    z_cols: list  # (position in output, mask of Z wires) for Z-only words
-    other: list  # (position, kind, data)
+    z_cols: list  # (position in output, index-bit mask of the Z wires) for Z-only words
+    other: list  # (position, "pauli", (xmask, zmask, nY % 4)) | (position, "probs", wires)
     n_outputs: int
     unitary_ok: bool
     fingerprint: tuple = ()
-
-
-# ------------------------------------------------------------------ numpy helpers
-def mono_apply(src: np.ndarray, phase: np.ndarray, mat: np.ndarray, wires, n: int):
-    """Compose a monomial gate ``mat`` on ``wires`` onto the gather (src, phase)."""
-    k = len(wires)
-    cols = np.argmax(np.abs(mat) > 1e-12, axis=1)
-    vals = mat[np.arange(2**k), cols]
-    s = np.moveaxis(src.reshape((2,) * n), list(wires), list(range(k))).reshape(2**k, -1)
-    p = np.moveaxis(phase.reshape((2,) * n), list(wires), list(range(k))).reshape(2**k, -1)
-    s2 = s[cols]
-    p2 = p[cols] * vals[:, None]
-    s2 = np.moveaxis(s2.reshape((2,) * n), list(range(k)), list(wires)).reshape(-1)
-    p2 = np.moveaxis(p2.reshape((2,) * n), list(range(k)), list(wires)).reshape(-1)
-    return s2, p2
-
-
-def make_mono(gates, n: int) -> MonoOp:
-    src = np.arange(2**n)
-    phase = np.ones(2**n, dtype=np.complex128)
-    for g in gates:
-        src, phase = mono_apply(src, phase, CONST_MATS[g.name], g.wires, n)
-    inv = np.empty_like(src)
-    inv[src] = np.arange(2**n)
-    ph = None if np.allclose(phase, 1.0) else phase
-    return MonoOp(src, ph, inv)
 
 
 # ------------------------------------------------------------------ compilation
@@ -219,6 +363,14 @@ def _gate_op(table: ParamTable, g: Gate) -> GateOp:
     wires = tuple(g.wires[i] for i in order)
     perm = None if order == list(range(len(order))) else tuple(order)
     return GateOp(g, wires, perm, ps, s0, s1)
+
+
+def wire_mask(wires, n: int) -> int:
+    """Index-bit mask of ``wires`` (wire 0 = the most significant bit)."""
+    m = 0
+    for w in wires:
+        m |= 1 << (n - 1 - w)
+    return m
 
 
 def compile_circuit(circuit: Circuit, block_size: int = 6) -> Plan:
@@ -266,7 +418,7 @@ def compile_circuit(circuit: Circuit, block_size: int = 6) -> Plan:
             flush(ws)
             for w in ws:
                 frozen[w] = True
-            ops.append(make_mono(run, n))
+            ops.append(MonoOp.of(run, n))
             i = j
             continue
         flush(g.wires)
@@ -283,20 +435,17 @@ def compile_circuit(circuit: Circuit, block_size: int = 6) -> Plan:
     else:
         init, init_chains = "zero", None
 
-    # measurements
+    # measurements: Z words as index-bit masks; other Pauli words as (X mask, Z mask, number
+    # of Y): P|x> = i**nY (-1)**(zmask . x) |x ^ xmask>
     z_cols, other = [], []
     pos = 0
     for m in circuit.measurements:
         if m.kind == "expval" and set(m.pauli) <= {"Z", "I"}:
-            mask = [w for w, p in zip(m.wires, m.pauli) if p == "Z"]
-            z_cols.append((pos, mask))
+            z_cols.append((pos, wire_mask([w for w, p in zip(m.wires, m.pauli) if p == "Z"], n)))
         elif m.kind == "expval":
-            src = np.arange(2**n)
-            phase = np.ones(2**n, dtype=np.complex128)
-            for w, p in zip(m.wires, m.pauli):
-                if p != "I":
-                    src, phase = mono_apply(src, phase, CONST_MATS[p], (w,), n)
-            other.append((pos, "pauli", (src, phase)))
+            xm = wire_mask([w for w, p in zip(m.wires, m.pauli) if p in "XY"], n)
+            zm = wire_mask([w for w, p in zip(m.wires, m.pauli) if p in "YZ"], n)
+            other.append((pos, "pauli", (xm, zm, m.pauli.count("Y") % 4)))
         else:
             other.append((pos, "probs", tuple(m.wires)))
         pos += m.n_outputs

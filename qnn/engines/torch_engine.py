@@ -12,8 +12,10 @@ weights:
     leading single-qubit gates on untouched wires (an angle embedding, the first layer's
     rotations) build a Kronecker *product state*; every run of constant permutation gates
     (a CNOT ring) is one precomputed gather; the single-qubit gates between them are fused
-    into Kronecker blocks of up to ``block_size`` wires applied as matrix multiplies; a final
-    permutation before ``<Z>`` readouts is folded into the readout.  The state is kept as
+    into Kronecker blocks of up to ``block_size`` wires applied as matrix multiplies; a
+    controlled rotation applies its 2x2 to the slice where every control is 1; a final
+    permutation before ``<Z>`` readouts is folded into the readout (each ``<Z>`` word maps to
+    a signed ``<Z>`` word), and ``<Z>`` words are read from the reshaped probabilities.  The state is kept as
     ``(2**n, B)`` so every block is one (batched) GEMM with at least ``B`` columns and every
     permutation a gather of contiguous rows.  The ops run inside one custom
     ``autograd.Function`` that keeps each block's input state and has a hand-written backward.
@@ -56,6 +58,7 @@ from qnn.engines._amplitude import amplitude_states
 from qnn.engines._convert import validate_run_args
 from qnn.engines._torch_plan import (
     CONST_MATS,
+    CONTROLLED,
     BlockOp,
     Chains,
     GateOp,
@@ -155,21 +158,17 @@ def _mats_1q(name: str, ang: torch.Tensor | None, k: int, cdtype, rdtype, device
 
 
 def _gate_matrix(op: GateOp, ang, cdtype, rdtype, device, batch_shape):
-    """Full matrix of one gate, in ascending-wire order: ``(*batch_shape, 2**k, 2**k)``."""
+    """Matrix of one gate, in ascending-wire order: ``(*batch_shape, 2**k, 2**k)``; for a
+    controlled rotation only its 2x2 rotation ``(*batch_shape, 2, 2)`` (applied to the
+    controlled slice by :func:`_ctrl_apply`)."""
     g = op.gate
     k = len(g.wires)
+    if op.controlled:
+        return _mats_1q(CONTROLLED[g.name], ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
     if g.name in CONST_MATS:
         m = torch.as_tensor(CONST_MATS[g.name], dtype=cdtype, device=device).expand(*batch_shape, 2**k, 2**k)
-    elif len(g.wires) == 1:
+    else:
         m = _mats_1q(g.name, ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
-    else:  # controlled rotations: identity with the last 2x2 block replaced
-        base = {"CRX": "RX", "CRY": "RY", "CRZ": "RZ", "MCRY": "RY"}[g.name]
-        r = _mats_1q(base, ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
-        dim = 2**k
-        eye = torch.eye(dim - 2, dtype=cdtype, device=device).expand(*r.shape[:-2], dim - 2, dim - 2)
-        top = torch.cat([eye, torch.zeros(*r.shape[:-2], dim - 2, 2, dtype=cdtype, device=device)], -1)
-        bot = torch.cat([torch.zeros(*r.shape[:-2], 2, dim - 2, dtype=cdtype, device=device), r], -1)
-        m = torch.cat([top, bot], -2)
     if op.perm is not None:
         lead = m.dim() - 2
         m = m.reshape(*m.shape[:lead], *([2] * (2 * k)))
@@ -219,6 +218,69 @@ def _apply(psi: torch.Tensor, U: torch.Tensor, wires: tuple[int, ...], n: int) -
     return torch.movedim(x.reshape(shape), dst, src).reshape(B, -1)
 
 
+# ------------------------------------------------------------ controlled rotations
+# A controlled rotation acts with its 2x2 ``r`` on the target axis of the slice where every
+# control is 1 and as the identity elsewhere; nothing of size 4**k is built.
+def _ctrl_halves(x: torch.Tensor, gate, n: int, batch_first: bool):
+    """Views ``(s0, s1)`` of the controlled slice of ``x`` (``(2**n, B)``, or ``(B, 2**n)``
+    if ``batch_first``) with the target bit 0 and 1."""
+    Bt = x.shape[0] if batch_first else x.shape[1]
+    off = 1 if batch_first else 0
+    v = x.view(Bt, *([2] * n)) if batch_first else x.view(*([2] * n), Bt)
+    idx: list = [slice(None)] * (n + 1)
+    for c in gate.wires[:-1]:
+        idx[c + off] = 1
+    t = gate.wires[-1] + off
+    idx[t] = 0
+    s0 = v[tuple(idx)]
+    idx[t] = 1
+    return s0, v[tuple(idx)]
+
+
+def _coeffs(r: torch.Tensor, ndim: int, batch_first: bool):
+    """The four entries of ``r`` (``(2, 2)`` or ``(B, 2, 2)``), shaped to broadcast against a
+    slice of ``ndim`` dimensions (batch last, or first if ``batch_first``)."""
+    if r.dim() == 2:
+        return r[0, 0], r[0, 1], r[1, 0], r[1, 1]
+    shape = (-1,) + (1,) * (ndim - 1) if batch_first else (-1,)
+    return tuple(r[:, i, j].reshape(shape) for i in (0, 1) for j in (0, 1))
+
+
+def _ctrl_apply(x: torch.Tensor, r: torch.Tensor, gate, n: int, batch_first: bool = False) -> torch.Tensor:
+    """Out-of-place (differentiable by autograd): a copy of ``x`` with ``r`` applied to the
+    controlled slice.  One state copy plus two half-slice temporaries."""
+    out = x.clone()
+    s0, s1 = _ctrl_halves(x, gate, n, batch_first)
+    a, b, c, d = _coeffs(r, s0.dim(), batch_first)
+    _ctrl_halves(out, gate, n, batch_first)[0].copy_(a * s0 + b * s1)
+    _ctrl_halves(out, gate, n, batch_first)[1].copy_(c * s0 + d * s1)  # views taken after
+    return out
+
+
+def _ctrl_apply_(x: torch.Tensor, r: torch.Tensor, gate, n: int) -> torch.Tensor:
+    """In place on a batch-last ``x`` (no autograd): ``r`` on the controlled slice; one
+    half-slice temporary."""
+    s0, s1 = _ctrl_halves(x, gate, n, False)
+    a, b, c, d = _coeffs(r, s0.dim(), False)
+    new0 = s0 * a
+    new0.addcmul_(s1, b)
+    s1.mul_(d).addcmul_(s0, c)
+    s0.copy_(new0)
+    return x
+
+
+def _ctrl_grad_conj(Yb: torch.Tensor, X: torch.Tensor, gate, n: int, batched: bool) -> torch.Tensor:
+    """``conj`` of the cotangent of ``r`` (``(2, 2)`` or ``(B, 2, 2)``) from the conjugated
+    output cotangent ``Yb`` and the input ``X``: sums over the controlled slice only."""
+    y = _ctrl_halves(Yb, gate, n, False)
+    x = _ctrl_halves(X, gate, n, False)
+    dims = tuple(range(y[0].dim() - 1)) if batched else tuple(range(y[0].dim()))
+    g = [(y[i] * x[j]) for i in (0, 1) for j in (0, 1)]
+    if dims:  # (an empty tuple would sum over every dimension)
+        g = [t.sum(dims) for t in g]
+    return torch.stack(g, -1).reshape(*g[0].shape, 2, 2)
+
+
 # ------------------------------------------------------------ batch-last primitives
 # The fast paths keep the state as (2**n, B): every block is then one (batched) GEMM with at
 # least B columns, and a permutation is a gather of contiguous rows.
@@ -266,6 +328,9 @@ class _PingPong:
     def __init__(self, like: torch.Tensor):
         self.like = like
         self.bufs: list[torch.Tensor] = []
+
+    def owns(self, t: torch.Tensor) -> bool:
+        return any(b.data_ptr() == t.data_ptr() for b in self.bufs)
 
     def other(self, cur: torch.Tensor) -> torch.Tensor:
         for b in self.bufs:
@@ -364,41 +429,39 @@ class _Runner:
         self.ps_scale = torch.tensor(t.ps_scale, dtype=self.rdtype, device=dev)
         self.ps_off = torch.tensor(t.ps_off, dtype=self.rdtype, device=dev)
         self.consts = torch.zeros(len(t.consts), dtype=self.rdtype, device=dev)
-        self.mono = {}
-        self.phase_inv = {}
-        for op in plan.ops:
-            if isinstance(op, MonoOp):
-                self.mono[id(op)] = (
-                    torch.as_tensor(op.src, device=dev),
-                    None if op.phase is None else torch.as_tensor(op.phase, dtype=cdtype, device=dev),
-                    torch.as_tensor(op.inv, device=dev),
-                )
-                if op.phase is not None:
-                    self.phase_inv[id(op)] = torch.as_tensor(op.phase[op.inv], dtype=cdtype, device=dev)
-        # measurements
-        if plan.z_cols:
-            idx = np.arange(2**n)
-            S = np.empty((2**n, len(plan.z_cols)))
-            for j, (_, mask) in enumerate(plan.z_cols):
-                s = np.ones(2**n)
-                for w in mask:
-                    s *= 1 - 2 * ((idx >> (n - 1 - w)) & 1)
-                S[:, j] = s
-            self.S = torch.as_tensor(S, dtype=self.rdtype, device=dev)
+        self._mono: dict = {}  # id(MonoOp) -> (src, phase, inv, phase_inv), built on first use
+        # measurements: <Z> words read from the probabilities (no 2**n x outputs matrix)
         self.z_only = [p for p, _ in plan.z_cols] == list(range(plan.n_outputs))
-        # A final permutation before diagonal (Z-only) measurements is folded into the
-        # sign matrix: out = p[:, src] @ S = p @ S[inv].
         self.exec_ops = list(plan.ops)
+        # A final permutation before Z-only readouts is folded into the readout: each Z word
+        # after a monomial op is a signed Z word before it, so the op is not run at all.
         self.fold = bool(self.z_only and plan.ops and isinstance(plan.ops[-1], MonoOp))
+        masks = [m for _, m in plan.z_cols]
+        self.zr = _ZReadout(masks, [1] * len(masks), n, dev, self.rdtype) if masks else None
+        self.zr_fold = None
         if self.fold:
-            self.S_fold = self.S[torch.as_tensor(plan.ops[-1].inv, device=dev)].contiguous()
+            last = plan.ops[-1]
+            folded = [last.fold_z(m) for m in masks]
+            self.zr_fold = _ZReadout([m for m, _ in folded], [sg for _, sg in folded], n, dev, self.rdtype)
             self.exec_ops = self.exec_ops[:-1]
         self.pauli = {}
         for pos, kind, data in plan.other:
             if kind == "pauli":
-                src, phase = data
-                self.pauli[pos] = (torch.as_tensor(src, device=dev),
-                                   torch.as_tensor(phase, dtype=cdtype, device=dev))
+                xm, zm, k = data
+                flip = [w for w in range(n) if xm >> (n - 1 - w) & 1]
+                # Re(i**k conj(f) psi): k even -> +-(fr pr + fi pi), k odd -> +-(fi pr - fr pi)
+                sign = -1 if k in (2, 3) else 1
+                self.pauli[pos] = (flip, k % 2 == 1, _ZReadout([zm], [sign], n, dev, self.rdtype))
+
+    def mono(self, op: MonoOp):
+        """``(src, phase, inv, phase_inv)`` of ``op`` on the device (built on first use)."""
+        hit = self._mono.get(id(op))
+        if hit is None:
+            npc = np.complex128 if self.cdtype == torch.complex128 else np.complex64
+            arrs = op.arrays(npc)
+            hit = tuple(None if a is None else torch.from_numpy(a).to(self.device) for a in arrs)
+            self._mono[id(op)] = hit
+        return hit
 
     # -------------------------------------------------------------- angles
     def angles(self, inputs, weights):
@@ -497,10 +560,12 @@ class _Runner:
         n = self.plan.n
         for op, U in zip(ops, mats):
             if U is None:
-                src, phase, inv = self.mono[id(op)]
+                src, phase, inv, _ = self.mono(op)
                 psi = _Rows.apply(psi, src, inv)
                 if phase is not None:
                     psi = psi * phase.unsqueeze(1)
+            elif isinstance(op, GateOp) and op.controlled:
+                psi = _ctrl_apply(psi, U, op.gate, n, batch_first=not batch_last)
             elif batch_last:
                 psi = _apply_bl(psi, U, self.op_wires(op), n)
             else:
@@ -512,20 +577,29 @@ class _Runner:
         """Outputs ``(B, n_outputs)`` from a batch-last state ``psi (2**n, B)``."""
         plan = self.plan
         n = plan.n
+        if not psi.is_contiguous():
+            psi = psi.contiguous()
         Bt = psi.shape[1]
         p = _Abs2.apply(psi)  # (2**n, B)
         if self.z_only:
-            return ((self.S_fold if fold else self.S).transpose(0, 1) @ p).transpose(0, 1)
+            return (self.zr_fold if fold else self.zr)(p).transpose(0, 1)
         cols = [None] * plan.n_outputs
         if plan.z_cols:
-            z = (self.S.transpose(0, 1) @ p).transpose(0, 1)
+            z = self.zr(p).transpose(0, 1)
             for j, (pos, _) in enumerate(plan.z_cols):
                 cols[pos] = z[:, j:j + 1]
         for pos, kind, data in plan.other:
             if kind == "pauli":
-                src, phase = self.pauli[pos]
-                v = (psi.conj() * (psi.index_select(0, src) * phase.unsqueeze(1))).real.sum(0)
-                cols[pos] = v.unsqueeze(1)
+                flip, odd, zr = self.pauli[pos]
+                f = psi.view(*([2] * n), Bt).flip(flip).view(2**n, Bt) if flip else psi
+                fr, pr = torch.view_as_real(f), torch.view_as_real(psi)
+                if odd:  # Im part: fi pr - fr pi
+                    q = fr[..., 1] * pr[..., 0]
+                    q = q.addcmul_(fr[..., 0], pr[..., 1], value=-1)
+                else:
+                    q = fr[..., 0] * pr[..., 0]
+                    q = q.addcmul_(fr[..., 1], pr[..., 1])
+                cols[pos] = zr(q).transpose(0, 1)
             else:
                 wires = data
                 x = p.reshape(*([2] * n), Bt)
@@ -537,6 +611,81 @@ class _Runner:
                 x = x.permute(*order, len(kept)).reshape(-1, Bt)
                 cols[pos] = x.transpose(0, 1)
         return torch.cat([c for c in cols if c is not None], 1)
+
+
+class _ZReadout:
+    """``<Z_m>`` for index-bit masks ``m`` (times a sign each) from real weights
+    ``p (2**n, B)``, without a ``2**n x words`` sign matrix.
+
+    The index is split into its ``H = n // 2`` high and ``L = n - H`` low bits,
+    ``p -> (2**H, 2**L, B)``.  Words on the high bits only are read from the marginal
+    ``p.sum(1)`` with a ``(2**H, K)`` sign matrix, words on the low bits only from ``p.sum(0)``
+    with a ``(2**L, K)`` one (``<Z_w>`` on every wire: two passes over ``p``); a word on both
+    contracts the high axis with its high signs (one GEMM over ``p`` for all such words) and
+    then the low axis with its low signs.  Differentiable by autograd; memory: the sign
+    matrices (``(2**H + 2**L) x words``) and ``words x 2**L x B`` for mixed words."""
+
+    def __init__(self, masks, signs, n: int, device, rdtype):
+        self.n, self.H = n, n // 2
+        self.L = n - self.H
+        L, H = self.L, self.H
+        lo_all = (1 << L) - 1
+        groups: dict = {"hi": [], "lo": [], "both": []}
+        for j, (m, sg) in enumerate(zip(masks, signs)):
+            mh, ml = m >> L, m & lo_all
+            key = "lo" if mh == 0 and ml else ("both" if ml else "hi")
+            groups[key].append((j, mh, ml, sg))
+        self.order = [j for key in ("hi", "lo", "both") for j, *_ in groups[key]]
+        self.perm = None
+        if self.order != list(range(len(masks))):
+            inv = [0] * len(masks)
+            for i, j in enumerate(self.order):
+                inv[j] = i
+            self.perm = torch.tensor(inv, device=device)
+
+        def signs_of(bits: int, ms, sgs):
+            idx = np.arange(2**bits)
+            out = np.empty((2**bits, len(ms)))
+            for c, (m, sg) in enumerate(zip(ms, sgs)):
+                par = np.zeros(2**bits, dtype=np.int64)
+                for b in range(bits):
+                    if m >> b & 1:
+                        par ^= (idx >> b) & 1
+                out[:, c] = sg * (1 - 2 * par)
+            return torch.as_tensor(out, dtype=rdtype, device=device)
+
+        g = groups
+        self.S_hi = signs_of(H, [mh for _, mh, _, _ in g["hi"]], [sg for *_, sg in g["hi"]]) if g["hi"] else None
+        self.S_lo = signs_of(L, [ml for _, _, ml, _ in g["lo"]], [sg for *_, sg in g["lo"]]) if g["lo"] else None
+        self.S_bh = self.S_bl = None
+        if g["both"]:
+            self.S_bh = signs_of(H, [mh for _, mh, _, _ in g["both"]], [sg for *_, sg in g["both"]])
+            self.S_bl = signs_of(L, [ml for _, _, ml, _ in g["both"]], [1] * len(g["both"]))
+
+    @staticmethod
+    def nbytes(masks, n: int, batch: int, item: int) -> int:
+        """Bytes of the sign matrices and intermediates (with their gradients)."""
+        H = n // 2
+        L = n - H
+        K = len(masks)
+        both = sum(1 for m in masks if m >> L and m & ((1 << L) - 1))
+        return item * (K * (2**H + 2**L) * 2 + 2 * (2**H + 2**L) * batch + 4 * K * batch
+                       + 3 * both * 2**L * batch)
+
+    def __call__(self, p: torch.Tensor) -> torch.Tensor:
+        """``(words, B)``."""
+        Bt = p.shape[1]
+        p3 = p.view(2**self.H, 2**self.L, Bt)
+        parts = []
+        if self.S_hi is not None:
+            parts.append(self.S_hi.transpose(0, 1) @ p3.sum(1))
+        if self.S_lo is not None:
+            parts.append(self.S_lo.transpose(0, 1) @ p3.sum(0))
+        if self.S_bh is not None:
+            T = (self.S_bh.transpose(0, 1) @ p.view(2**self.H, -1)).view(-1, 2**self.L, Bt)
+            parts.append((T * self.S_bl.transpose(0, 1).unsqueeze(-1)).sum(1))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        return out if self.perm is None else out.index_select(0, self.perm)
 
 
 def _grad_u_conj(Yb: torch.Tensor, X: torch.Tensor, wires, n: int, batched: bool) -> torch.Tensor:
@@ -579,13 +728,21 @@ class _PlanFn(torch.autograd.Function):
         with torch.no_grad():
             for op, U in zip(ops, mats):
                 if U is None:
-                    src, phase, inv = runner.mono[id(op)]
+                    src, phase, inv, _ = runner.mono(op)
                     if buf is None:
                         psi = psi.index_select(0, src)
                     else:
                         psi = torch.index_select(psi, 0, src, out=buf.other(psi))
                     if phase is not None:
                         psi = psi * phase.unsqueeze(1) if buf is None else psi.mul_(phase.unsqueeze(1))
+                elif isinstance(op, GateOp) and op.controlled:
+                    if checkpoint:
+                        saved.append(psi)
+                        psi = _ctrl_apply_(psi.clone(), U, op.gate, n)
+                    else:
+                        if not buf.owns(psi):
+                            psi = buf.other(psi).copy_(psi)
+                        psi = _ctrl_apply_(psi, U, op.gate, n)
                 else:
                     if checkpoint:
                         saved.append(psi)
@@ -614,15 +771,30 @@ class _PlanFn(torch.autograd.Function):
         for i in range(len(mats) - 1, -1, -1):
             op, U = runner.exec_ops[i], mats[i]
             if U is None:
-                src, phase, inv = runner.mono[id(op)]
+                src, phase, inv, phase_inv = runner.mono(op)
                 Yb = torch.index_select(Yb, 0, inv, out=ybuf.other(Yb))
                 if psi is not None:
                     psi = torch.index_select(psi, 0, inv, out=pbuf.other(psi))
                 if phase is not None:
-                    ph = runner.phase_inv[id(op)].unsqueeze(1)
+                    ph = phase_inv.unsqueeze(1)
                     Yb.mul_(ph)
                     if psi is not None:
                         psi.mul_(ph.conj())
+                continue
+            if isinstance(op, GateOp) and op.controlled:
+                # identity off the controlled slice; r^H un-computes, r^T carries Yb
+                if ctx.checkpoint:
+                    X = states.pop()
+                else:
+                    if not pbuf.owns(psi):
+                        psi = pbuf.other(psi).copy_(psi)
+                    psi = _ctrl_apply_(psi, U.conj().transpose(-1, -2), op.gate, n)
+                    X = psi
+                if need[i]:
+                    grads[i] = _ctrl_grad_conj(Yb, X, op.gate, n, U.dim() == 3).conj()
+                if not ybuf.owns(Yb):
+                    Yb = ybuf.other(Yb).copy_(Yb)
+                Yb = _ctrl_apply_(Yb, U.transpose(-1, -2), op.gate, n)
                 continue
             wires = runner.op_wires(op)
             if ctx.checkpoint:
@@ -703,6 +875,7 @@ class TorchEngine(Engine):
         self.unitary_max_qubits = unitary_max_qubits
         self.autograd_max_bytes = autograd_max_bytes
         self._plans: dict = {}
+        self._spare: tuple | None = None  # (circuit, fingerprint, plan) compiled for an estimate
         self._runners: dict = {}
         self.last_mode: str | None = None
 
@@ -710,16 +883,43 @@ class TorchEngine(Engine):
         return f"TorchEngine(mode={self.mode!r}, dtype={self.dtype}, device={self.device})"
 
     # ------------------------------------------------------------------ plans
-    def plan(self, circuit: Circuit) -> Plan:
-        """The compiled plan of ``circuit`` (cached; recompiled when the circuit grows)."""
-        fp = (circuit.n_qubits, len(circuit.gates), len(circuit.measurements), circuit.n_inputs,
-              circuit.n_weights, circuit.state_prep)
+    @staticmethod
+    def _fingerprint(circuit: Circuit) -> tuple:
+        return (circuit.n_qubits, len(circuit.gates), len(circuit.measurements), circuit.n_inputs,
+                circuit.n_weights, circuit.state_prep)
+
+    def _compile(self, circuit: Circuit) -> Plan:
+        bs = self.block_size or (circuit.n_qubits if circuit.n_qubits <= 5 else 4)
+        plan = compile_circuit(circuit, bs)  # pure Python: nothing of size 2**n
+        plan.state_prep = circuit.state_prep
+        return plan
+
+    def _peek_plan(self, circuit: Circuit) -> Plan:
+        """The plan for an estimate: the cached one, or one compiled but not cached (kept
+        aside for :meth:`plan`), so a refused run leaves the cache untouched."""
+        fp = self._fingerprint(circuit)
         hit = self._plans.get(id(circuit))
         if hit is not None and hit[0] is circuit and hit[1] == fp:
             return hit[2]
-        bs = self.block_size or (circuit.n_qubits if circuit.n_qubits <= 5 else 4)
-        plan = compile_circuit(circuit, bs)
-        plan.state_prep = circuit.state_prep
+        spare = self._spare
+        if spare is not None and spare[0] is circuit and spare[1] == fp:
+            return spare[2]
+        plan = self._compile(circuit)
+        self._spare = (circuit, fp, plan)
+        return plan
+
+    def plan(self, circuit: Circuit) -> Plan:
+        """The compiled plan of ``circuit`` (cached; recompiled when the circuit grows)."""
+        fp = self._fingerprint(circuit)
+        hit = self._plans.get(id(circuit))
+        if hit is not None and hit[0] is circuit and hit[1] == fp:
+            return hit[2]
+        spare = self._spare
+        if spare is not None and spare[0] is circuit and spare[1] == fp:
+            plan = spare[2]
+        else:
+            plan = self._compile(circuit)
+        self._spare = None
         if hit is not None:
             self._drop(hit[2])
         while len(self._plans) >= _MAX_PLANS:  # bounded cache: drop the oldest circuit
@@ -742,28 +942,125 @@ class TorchEngine(Engine):
 
     # ------------------------------------------------------------------ memory
     def estimate_bytes(self, circuit: Circuit, batch: int, mode: str, cdtype=torch.complex64) -> int:
-        """Estimated peak bytes of one forward+backward on ``mode`` (not ``"auto"``): the state
-        size ``batch * 2**n * itemsize`` times a factor: 6 for ``adjoint``, ``4 + 2 * ops`` for
-        ``blocked``, ``4 + 3 * gates`` for ``gates``; ``unitary`` adds ``(4 + 2 * ops) * 4**n * itemsize``."""
+        """Upper bound of the bytes one forward+backward on ``mode`` (not ``"auto"``) allocates:
+        the sum of :meth:`memory_parts`.  With ``S = batch * 2**n * itemsize`` (one state),
+        ``R = S / 2`` (its probabilities) and ``Q = 4**n * itemsize`` (one unitary):
+
+        * ``states``: ``6 S`` for ``adjoint``, ``(5 + matrix ops) S`` for ``blocked``,
+          ``(5 + 3 * gates) S`` for ``gates``, ``(4 + 2 * ops) Q + 4 S`` for ``unitary``
+          (``ops``: the ops run, a final permutation folded into the readout excluded);
+        * ``transient``: the largest temporary of one op (``3 S`` for an op with per-sample
+          matrices, the controlled slice for a controlled rotation, ``2**start * 4**k`` items
+          for a shared block);
+        * ``matrices``: every op's matrices, 4 times (build, autograd, gradient):
+          ``4**k`` items per block, ``batch * 4**k`` when per-sample, 4 for a controlled rotation;
+        * ``plan``: the monomial ops' index arrays (two int32 arrays of ``2**n``) and, with a
+          phase gate, two phase arrays and three byte arrays of ``2**n``;
+        * ``readout``: ``2 R`` (probabilities and their gradient), the ``<Z>`` sign matrices,
+          ``2 S + 2 R`` per Pauli word with X/Y plus ``3 S`` for its backward, and
+          ``4 * batch * 2**k`` reals per ``probs`` of ``k`` wires;
+        * ``init``: what the initial state needs beyond one state (the product state's factors,
+          the amplitude embedding's copies);
+        * ``angles``: the per-sample angle tables and the outputs.
+
+        Nothing of size ``2**n`` is built to compute it."""
+        return sum(self.memory_parts(circuit, batch, mode, cdtype).values())
+
+    def memory_parts(self, circuit: Circuit, batch: int, mode: str, cdtype=torch.complex64) -> dict:
+        """The terms of :meth:`estimate_bytes`, in bytes, by name."""
+        if mode not in MODES or mode == "auto":
+            raise ValueError(f"TorchEngine: mode must be one of {list(MODES[1:])}; got {mode!r}")
         item = torch.empty((), dtype=cdtype).element_size()
-        state = batch * 2**circuit.n_qubits * item
-        if mode == "adjoint":
-            return state * _ADJOINT_FACTOR
-        plan = self.plan(circuit)
+        ritem = item // 2
+        plan = self._peek_plan(circuit)
+        n = plan.n
+        N = 2**n
+        B = batch
+        S = B * N * item
+        R = B * N * ritem
+        z_only = [p for p, _ in plan.z_cols] == list(range(plan.n_outputs))
         if mode == "gates":
-            return state * (_AUTOGRAD_BASE + 3 * len(plan.gate_ops))
-        if mode == "blocked":
-            return state * (_AUTOGRAD_BASE + 2 * len(plan.ops))
-        if mode == "unitary":
-            return 4**plan.n * item * (_AUTOGRAD_BASE + 2 * len(plan.ops)) + state * _AUTOGRAD_BASE
-        raise ValueError(f"TorchEngine: unknown mode {mode!r}")
+            ops = list(plan.gate_ops)
+        else:
+            ops = list(plan.ops)
+            if z_only and ops and isinstance(ops[-1], MonoOp):
+                ops = ops[:-1]  # folded into the readout
+        cols = N if mode == "unitary" else B  # columns the ops act on
+        Q = N * N * item
+        parts = {}
+        if mode == "adjoint":
+            parts["states"] = _ADJOINT_FACTOR * S
+        elif mode == "blocked":  # the input of every matrix op is kept for the backward
+            parts["states"] = (_AUTOGRAD_BASE + 1 + sum(not isinstance(op, MonoOp) for op in ops)) * S
+        elif mode == "gates":
+            parts["states"] = (_AUTOGRAD_BASE + 1 + 3 * len(ops)) * S
+        else:
+            parts["states"] = (_AUTOGRAD_BASE + 2 * len(ops)) * Q + _AUTOGRAD_BASE * S
+        state_u = cols * N * item  # one state of the ops (a unitary on the unitary path)
+        transient = 0
+        matrices = 0
+        plan_bytes = 0
+        for op in ops:
+            if isinstance(op, MonoOp):
+                idx = np.dtype(op.index_dtype()).itemsize
+                plan_bytes += 2 * idx * N
+                if op.has_phase:
+                    plan_bytes += 2 * item * N + 3 * N + (1 << 20) * (8 + item)
+                    transient = max(transient, state_u)  # the phase product
+                continue
+            per = B if op.per_sample else 1
+            if isinstance(op, GateOp) and op.controlled:
+                matrices += 4 * 4 * item * per
+                transient = max(transient, 2 * state_u // 2 ** (len(op.gate.wires) - 1))
+                continue
+            wires = op.wires if isinstance(op, GateOp) else tuple(range(op.start, op.start + op.k))
+            k = len(wires)
+            matrices += 4 * (4**k + 4 * k) * item * per
+            if op.per_sample or tuple(wires) != tuple(range(wires[0], wires[0] + k)):
+                transient = max(transient, 3 * state_u)
+            else:
+                transient = max(transient, 2 * 2 ** wires[0] * 4**k * item)
+        parts["transient"] = transient
+        parts["matrices"] = matrices
+        parts["plan"] = plan_bytes
+        masks = [m for _, m in plan.z_cols]
+        readout = 2 * R + (_ZReadout.nbytes(masks, n, B, ritem) if masks else 0)
+        n_pauli = 0
+        for _, kind, data in plan.other:
+            if kind == "pauli":
+                n_pauli += 1
+                readout += (2 * S + 2 * R if data[0] else R) + _ZReadout.nbytes([data[1]], n, B, ritem)
+            else:
+                readout += 4 * B * 2 ** len(data) * ritem
+        if n_pauli:
+            readout += 3 * S
+        parts["readout"] = readout
+        if plan.init == "amplitude":
+            init = 2 * S + 3 * R
+        elif plan.init == "product":
+            init = N * item  # the shared product state before its expansion to the batch
+            if plan.init_chains.per_sample:  # the Kronecker tree's factors and their gradients
+                def tree(lo, hi):
+                    if hi - lo == 1:
+                        return 0
+                    mid = (lo + hi + 1) // 2
+                    return 2 ** (mid - lo) + 2 ** (hi - mid) + tree(lo, mid) + tree(mid, hi)
+                init = 2 * tree(0, n) * B * item
+            init += 4 * n * 4 * item * B  # chain matrices
+        else:
+            init = 0
+        parts["init"] = init
+        t = plan.table
+        parts["angles"] = 4 * ritem * B * (len(t.ps_idx) + circuit.n_inputs + circuit.n_weights + len(t.consts)
+                                          + 2 * plan.n_outputs)
+        return parts
 
     def _limit(self, device) -> int:
         return int(self.max_memory_bytes) if self.max_memory_bytes is not None else available_memory(device)
 
     def choose_mode(self, circuit: Circuit, batch: int, device=torch.device("cpu"), cdtype=torch.complex64) -> str:
         """The path ``mode="auto"`` takes for this circuit and batch size."""
-        plan = self.plan(circuit)
+        plan = self._peek_plan(circuit)
         n = plan.n
         if plan.unitary_ok and n <= self.unitary_max_qubits and 2**n <= batch:
             return "unitary"
@@ -797,15 +1094,18 @@ class TorchEngine(Engine):
         if B == 0:
             out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
             return out.to(device=out_device, dtype=out_dtype)
-        # the cheapest path must fit before anything of size 2**n is compiled or allocated
-        self.check_memory(circuit, B, "adjoint", device, cdtype)
+        # the forced path (auto: its fallback, adjoint) must fit before anything of size 2**n
+        # is allocated (the estimate compiles a plan without arrays and caches nothing)
+        first = self.mode if self.mode != "auto" else "adjoint"
+        self.check_memory(circuit, B, first, device, cdtype)
         plan = self.plan(circuit)
         mode = self.mode if self.mode != "auto" else self.choose_mode(circuit, B, device, cdtype)
         if mode == "unitary" and not plan.unitary_ok:
             raise ValueError(
                 "TorchEngine: mode 'unitary' needs every gate after the product-state embedding "
                 "to be independent of the inputs; this circuit has input-bound gates there")
-        self.check_memory(circuit, B, mode, device, cdtype)
+        if mode != first:
+            self.check_memory(circuit, B, mode, device, cdtype)
         self.last_mode = mode
         runner = self._runner(plan, device, cdtype)
         sh, ps = runner.angles(x, w)
