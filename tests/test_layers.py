@@ -214,7 +214,7 @@ class TestQuantumLinear:
     def test_extra_repr_and_seed(self):
         m = QuantumLinear(4, 2, seed=0)
         assert m.extra_repr() == (
-            "in_features=4, out_features=2, n_qubits=4, n_layers=2, encoding=angle, engine=torch, n_weights=24")
+            "in_features=4, out_features=2, bias=True, n_qubits=4, n_layers=2, encoding=angle, engine=torch, n_weights=24")
         assert "ansatz=basic_entangler" in repr(QuantumLinear(4, 2, ansatz="basic_entangler"))
         torch.testing.assert_close(QuantumLinear(4, 2, seed=5).weight, QuantumLinear(4, 2, seed=5).weight)
 
