@@ -34,4 +34,4 @@ from qnn.layers import QuantumLayer, QuantumLinear  # noqa: E402
 
 __all__ += ["ENGINE_NAMES", "Engine", "get_engine", "KANLinear", "QuantumLayer", "QuantumLinear"]
 
-# Subpackages (imported on use): qnn.qrnn, qnn.models, qnn.conformal, qnn.explain, qnn.datasets.
+# Subpackages (imported on use): qnn.training, qnn.qrnn, qnn.models, qnn.conformal, qnn.explain, qnn.datasets.

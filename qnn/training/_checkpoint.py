@@ -103,6 +103,7 @@ def load_checkpoint(path: str | os.PathLike, *, who: str = "load_checkpoint") ->
         >>> ck = load_checkpoint(d)
         >>> ck["epoch"], ck["config"]["epochs"]
         (2, 2)
+        >>> import shutil; shutil.rmtree(d)
     """
     p = resolve_path(path, who)
     if not p.is_file():
