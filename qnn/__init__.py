@@ -36,4 +36,4 @@ from qnn.swap import SwapPlan, SwapReport, swap  # noqa: E402
 __all__ += ["ENGINE_NAMES", "Engine", "get_engine", "KANLinear", "QuantumLayer", "QuantumLinear", "QuanvConv2d",
             "SwapPlan", "SwapReport", "swap"]
 
-# Subpackages (imported on use): qnn.qrnn, qnn.models, qnn.conformal, qnn.explain, qnn.datasets.
+# Subpackages (imported on use): qnn.training, qnn.qrnn, qnn.models, qnn.conformal, qnn.explain, qnn.datasets.

@@ -44,3 +44,14 @@ def test_readme_quick_start_runs():
     assert blocks, "README has no python example"
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
+
+
+def test_demo_checkpoint_resume_trains_no_more_when_finished(tmp_path, capsys):
+    args = ["--epochs", "2", "--no-progress", "--n-qubits", "4", "--n-layers", "1", "--limit", "300",
+            "--checkpoint", str(tmp_path / "ck")]
+    first = main(args)
+    assert len(re.findall(r"^epoch +\d+ ", capsys.readouterr().out, flags=re.M)) == 2
+    assert (tmp_path / "ck").is_file() and first["record"]["command"]
+    again = main(args)  # finished: loads the checkpoint, trains nothing, same history
+    assert re.findall(r"^epoch +\d+ ", capsys.readouterr().out, flags=re.M) == []
+    assert again["history"] == first["history"]
