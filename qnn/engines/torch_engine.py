@@ -867,6 +867,11 @@ class TorchEngine(Engine):
             raise ValueError(f"TorchEngine: max_memory_bytes must be a positive number; got {max_memory_bytes!r}")
         if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
             raise ValueError(f"TorchEngine: block_size must be a positive int; got {block_size!r}")
+        if isinstance(unitary_max_qubits, bool) or not isinstance(unitary_max_qubits, int) or unitary_max_qubits < 0:
+            raise ValueError(f"TorchEngine: unitary_max_qubits must be an int >= 0; got {unitary_max_qubits!r}")
+        if isinstance(autograd_max_bytes, bool) or not isinstance(autograd_max_bytes, (int, float)) \
+                or not autograd_max_bytes >= 0:
+            raise ValueError(f"TorchEngine: autograd_max_bytes must be a number >= 0; got {autograd_max_bytes!r}")
         self.dtype = dtype
         self.device = None if device is None else torch.device(device)
         self.mode = mode
