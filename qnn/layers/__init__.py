@@ -9,5 +9,9 @@ input's float dtype, and run on any engine from :func:`qnn.engines.get_engine`.
 """
 
 from qnn.layers._quantum import QuantumLayer, QuantumLinear
+from qnn.layers._flipped import FlippedQuanv3x3
+from qnn.layers._reupload import DataReUploadingLinear
+from qnn.layers._pauli import pauli_sum
 
 __all__ = ["QuantumLayer", "QuantumLinear"]
+__all__ += ["FlippedQuanv3x3", "DataReUploadingLinear", "pauli_sum"]
