@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qnn.layers._pauli import divided_difference_expi, pauli_matrices, su_gates
+from qnn.layers._pauli import batched_eigh, divided_difference_expi, pauli_matrices, su_gates
 
 __all__ = ["DataReUploadingLinear"]
 
@@ -32,7 +32,7 @@ class _ReuploadEvolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, w, psi0, t):
-        lam, v = torch.linalg.eigh(h)  # once per sample, reused by all L repetitions
+        lam, v = batched_eigh(h)  # once per sample, reused by all L repetitions
         cdtype = w.dtype
         ph = torch.polar(torch.ones_like(lam), t * lam).to(cdtype)  # (B, N)
         vt = v.transpose(-1, -2)
