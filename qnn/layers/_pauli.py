@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 __all__ = ["pauli_labels", "pauli_masks", "pauli_sum", "pauli_matrices", "n_paulis", "expi_hermitian",
-           "su_gates", "divided_difference_expi", "batched_eigh"]
+           "su_gates", "divided_difference_expi", "batched_eigh",
+           "parallel_map"]
 
 _MAX_QUBITS = 10  # tables are O(4^n); pauli_sum output alone is 16^n bytes-ish beyond that
 
@@ -191,6 +192,25 @@ def _pool(n: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def parallel_map(fn, items: list) -> list:
+    """``[fn(item) for item in items]``, spread over ``torch.get_num_threads()`` Python threads
+    with torch/MKL single-threaded inside (on CPU, many small LAPACK/BLAS calls scale far better
+    this way than with threaded BLAS on each one).  Sequential when one thread is allowed."""
+    threads = torch.get_num_threads()
+    if threads < 2 or len(items) < 2:
+        return [fn(it) for it in items]
+
+    def run(it):
+        torch.set_num_threads(1)
+        return fn(it)
+
+    torch.set_num_threads(1)
+    try:
+        return list(_pool(threads).map(run, items))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def batched_eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.linalg.eigh`` over a batch (..., d, d), parallel over the batch on CPU.
 
@@ -204,15 +224,10 @@ def batched_eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     batch = 1
     for s_ in lead:
         batch *= s_
-    if a.device.type != "cpu" or threads < 2 or batch < 2 * threads or a.requires_grad:
+    if a.device.type != "cpu" or threads < 2 or batch < 2 * threads or (a.requires_grad and torch.is_grad_enabled()):
         return torch.linalg.eigh(a)
     flat = a.reshape(batch, *a.shape[-2:])
-    chunks = flat.chunk(threads)
-    torch.set_num_threads(1)
-    try:
-        res = list(_pool(threads).map(torch.linalg.eigh, chunks))
-    finally:
-        torch.set_num_threads(threads)
+    res = parallel_map(torch.linalg.eigh, list(flat.chunk(threads)))
     lam = torch.cat([r[0] for r in res]).reshape(*lead, a.shape[-1])
     vec = torch.cat([r[1] for r in res]).reshape(a.shape)
     return lam, vec

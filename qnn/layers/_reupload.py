@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qnn.layers._pauli import batched_eigh, divided_difference_expi, pauli_matrices, su_gates
+from qnn.layers._pauli import divided_difference_expi, parallel_map, pauli_matrices, su_gates
 
 __all__ = ["DataReUploadingLinear"]
 
@@ -23,63 +23,96 @@ _MODES = ("physical", "paper")
 _MAX_QUBITS = 8
 
 
+_CHUNK = 16  # samples per work item: V (16 x 2^n x 2^n) stays in cache across the repetitions
+
+
 class _ReuploadEvolve(torch.autograd.Function):
     """psi_L = W_L U ... W_1 U psi_0 with U = exp(i t H) = V diag(e^{i t lam}) V^T per sample.
 
     Inputs: H (B, N, N) real symmetric, W (L, N, N) complex, psi0 (N,) complex (constant),
-    t (float).  Output (B, N) complex.
+    t (float).  Output (B, N) complex.  The batch is processed in chunks of ``_CHUNK`` samples
+    (in parallel over ``torch.get_num_threads()`` threads on CPU): per chunk one ``eigh``, then
+    all repetitions as mat-vecs while the chunk's eigenvectors are cache-resident.
     """
 
     @staticmethod
     def forward(ctx, h, w, psi0, t):
-        lam, v = batched_eigh(h)  # once per sample, reused by all L repetitions
-        cdtype = w.dtype
-        ph = torch.polar(torch.ones_like(lam), t * lam).to(cdtype)  # (B, N)
-        vt = v.transpose(-1, -2)
-        b, n = lam.shape
-        psi = psi0.to(cdtype).expand(b, n)
-        coords = []  # V^T psi_{l-1}: the state entering each data gate, in H's eigenbasis
-        phis = []    # U psi_{l-1}: the state entering each trainable gate
-        for l in range(w.shape[0]):
-            c = _rmatvec(vt, psi)
-            phi = _rmatvec(v, ph * c)
-            psi = phi @ w[l].transpose(0, 1)
-            coords.append(c)
-            phis.append(phi)
+        chunks = list(h.split(_chunk_size(h)))
+        res = parallel_map(lambda hc: _forward_chunk(hc, w, psi0, t), chunks)
         ctx.t = t
-        ctx.save_for_backward(lam, v, ph, w, torch.stack(coords, 1), torch.stack(phis, 1))
-        return psi
+        ctx.chunks = res  # (lam, v, ph, coords, phis) per chunk; saved as plain tensors
+        ctx.save_for_backward(w)
+        return torch.cat([r[-1] for r in res])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        lam, v, ph, w, coords, phis = ctx.saved_tensors
-        vt = v.transpose(-1, -2)
-        g = grad
-        n_rep = w.shape[0]
-        gw = torch.empty_like(w) if ctx.needs_input_grad[1] else None
-        a_all = []
-        for l in reversed(range(n_rep)):
-            if gw is not None:
-                gw[l] = g.transpose(0, 1) @ phis[:, l].conj()
-            g_phi = g @ w[l].conj()
-            a = _rmatvec(vt, g_phi)  # V^T g_phi
-            a_all.append(a)
-            g = _rmatvec(v, ph.conj() * a)  # U^H g_phi
-        gh = None
-        if ctx.needs_input_grad[0]:
-            a_st = torch.stack(a_all[::-1], 1)  # (B, L, N)
-            m = a_st.transpose(1, 2) @ coords.conj()  # (B, N, N): sum_l a_l b_l^T, b = V^T conj(psi)
-            gamma = divided_difference_expi(lam, ctx.t)
-            r = (gamma.conj() * m).real.to(v.dtype)
-            gh = v @ r @ vt
+        (w,) = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        sizes = [r[0].shape[0] for r in ctx.chunks]
+        items = list(zip(ctx.chunks, grad.split(sizes)))
+        res = parallel_map(lambda it: _backward_chunk(it[0], it[1], w, ctx.t, need_h, need_w), items)
+        gh = torch.cat([r[0] for r in res]) if need_h else None
+        gw = torch.stack([r[1] for r in res]).sum(0) if need_w else None
         return gh, gw, None, None
 
 
+def _chunk_size(h: torch.Tensor) -> int:
+    if h.device.type != "cpu":
+        return max(h.shape[0], 1)
+    return _CHUNK
+
+
+def _forward_chunk(h, w, psi0, t):
+    lam, v = torch.linalg.eigh(h)  # once per sample, reused by all repetitions
+    ph = torch.polar(torch.ones_like(lam), t * lam).to(w.dtype)  # (b, N)
+    vt = v.transpose(-1, -2)
+    b, n = lam.shape
+    psi = psi0.to(w.dtype).expand(b, n)
+    coords = []  # V^T psi_{l-1}: the state entering each data gate, in H's eigenbasis
+    phis = []    # U psi_{l-1}: the state entering each trainable gate
+    for l in range(w.shape[0]):
+        c = _rmatvec(vt, psi)
+        phi = _rmatvec(v, ph * c)
+        psi = phi @ w[l].transpose(0, 1)
+        coords.append(c)
+        phis.append(phi)
+    return lam, v, ph, torch.stack(coords, 1), torch.stack(phis, 1), psi
+
+
+def _backward_chunk(saved, g, w, t, need_h, need_w):
+    lam, v, ph, coords, phis, _ = saved
+    vt = v.transpose(-1, -2)
+    n_rep = w.shape[0]
+    gw = torch.empty_like(w) if need_w else None
+    a_all = []
+    for l in reversed(range(n_rep)):
+        if need_w:
+            gw[l] = g.transpose(0, 1) @ phis[:, l].conj()  # sum_b g_b phi_b^H
+        g_phi = g @ w[l].conj()                            # W^H g
+        a = _rmatvec(vt, g_phi)                            # V^T g_phi
+        a_all.append(a)
+        g = _rmatvec(v, ph.conj() * a)                     # U^H g_phi
+    gh = None
+    if need_h:
+        # d(exp(itH) psi)/dH by Daleckii-Krein: V (Gamma o (V^T dH V)) V^T psi, summed over reps;
+        # adjoint: V (conj(Gamma) o sum_l a_l b_l^T) V^T with b_l = V^T conj(psi_{l-1})
+        a_st = torch.stack(a_all[::-1], 1)  # (b, L, N)
+        m = a_st.transpose(1, 2) @ coords.conj()
+        gamma = divided_difference_expi(lam, t)
+        r = (gamma.conj() * m).real.to(v.dtype)
+        gh = v @ r @ vt
+    return gh, gw
+
+
 def _rmatvec(m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """real (B, N, N) @ complex (B, N) -> complex (B, N), as one real bmm."""
-    zr = torch.view_as_real(z.contiguous())  # (B, N, 2)
-    return torch.view_as_complex(torch.bmm(m, zr).contiguous())
+    """real (b, N, N) @ complex (b, N) -> complex (b, N).
+
+    Done in row form, [Re z; Im z] (b, 2, N) @ m^T, one real bmm: MKL runs this GEMV-like
+    product about 3x faster than m @ (b, N, 2)."""
+    rows = torch.view_as_real(z).transpose(-1, -2)
+    out = torch.matmul(rows, m.transpose(-1, -2))
+    return torch.complex(out[..., 0, :], out[..., 1, :])
 
 
 class DataReUploadingLinear(nn.Module):
