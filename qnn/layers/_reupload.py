@@ -58,9 +58,13 @@ class _ReuploadEvolve(torch.autograd.Function):
 
 
 def _chunk_size(h: torch.Tensor) -> int:
+    b = max(h.shape[0], 1)
     if h.device.type != "cpu":
-        return max(h.shape[0], 1)
-    return _CHUNK
+        return b
+    threads = max(torch.get_num_threads(), 1)
+    n = max(round(b / _CHUNK), 1)
+    n = -(-n // threads) * threads  # a multiple of the thread count: balanced work items
+    return -(-b // n)
 
 
 def _forward_chunk(h, w, psi0, t):
@@ -71,10 +75,11 @@ def _forward_chunk(h, w, psi0, t):
     psi = psi0.to(w.dtype).expand(b, n)
     coords = []  # V^T psi_{l-1}: the state entering each data gate, in H's eigenbasis
     phis = []    # U psi_{l-1}: the state entering each trainable gate
+    wt = w.transpose(1, 2).contiguous()
     for l in range(w.shape[0]):
         c = _rmatvec(vt, psi)
         phi = _rmatvec(v, ph * c)
-        psi = phi @ w[l].transpose(0, 1)
+        psi = phi @ wt[l]
         coords.append(c)
         phis.append(phi)
     return lam, v, ph, torch.stack(coords, 1), torch.stack(phis, 1), psi
@@ -86,10 +91,11 @@ def _backward_chunk(saved, g, w, t, need_h, need_w):
     n_rep = w.shape[0]
     gw = torch.empty_like(w) if need_w else None
     a_all = []
+    wc = w.conj().resolve_conj()
     for l in reversed(range(n_rep)):
         if need_w:
             gw[l] = g.transpose(0, 1) @ phis[:, l].conj()  # sum_b g_b phi_b^H
-        g_phi = g @ w[l].conj()                            # W^H g
+        g_phi = g @ wc[l]                                  # W^H g
         a = _rmatvec(vt, g_phi)                            # V^T g_phi
         a_all.append(a)
         g = _rmatvec(v, ph.conj() * a)                     # U^H g_phi
