@@ -188,7 +188,7 @@ def main():
         out_n = ndru(nconv(xs))
         loss_n = nn.functional.cross_entropy(out_n, ys)
         gn = torch.autograd.grad(loss_n, list(nconv.parameters()) + list(ndru.parameters()))
-        out_err = float((out_f - out_n).abs().max())
+        out_err = float((out_f - out_n).detach().abs().max())
         grad_err = max(float((a - b).abs().max() / (b.abs().max() + 1e-30)) for a, b in zip(gf, gn))
         print(f"check on {nb} samples: max |out diff| {out_err:.2e}, max relative grad diff {grad_err:.2e}")
         assert out_err < 1e-3 and grad_err < 1e-2, "fast and straightforward implementations disagree"

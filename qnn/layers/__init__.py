@@ -3,6 +3,8 @@
 * :class:`QuantumLayer` wraps any :class:`qnn.Circuit`;
 * :class:`QuantumLinear` builds an embedding + ansatz circuit and is a drop-in replacement for
   :class:`torch.nn.Linear`.
+* :class:`FlippedQuanv3x3` and :class:`DataReUploadingLinear` are the two quantum layers of
+  "Let the Quantum Creep In" (arXiv 2409.17583), exact and fast (``mode="physical"`` or ``"paper"``).
 
 All accept inputs of shape ``(*, in)`` and return ``(*, out)`` on the input's device, in the
 input's float dtype, and run on any engine from :func:`qnn.engines.get_engine`.
