@@ -1,0 +1,239 @@
+"""FlippedQuanv3x3: the paper's 2-qubit "flipped" quantum convolution (creep.md §2a).
+
+Weights go into the state, data into the observable: for each (out, in) channel pair a
+2-qubit state psi = exp(i sum_k theta_k P_k)|00>, and each 3x3 patch M (zero-padded
+bottom-right to 4x4, symmetrised, S = (M + M^T)/2) is measured, e = Re<psi|S|psi>.
+Because e = sum_ij M_ij Re(psi_i^* psi_j), the layer *is* a convolution with the kernel
+K = Re(psi psi^H)[0:3, 0:3] / C_in: that is the fast path (``F.conv2d``).  On a circuit engine
+or hardware the state depends on the weights only, so one state per channel pair, measured
+in its 15 Pauli bases, serves every image (``pauli_expectations`` + ``pauli_coefficients``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qnn.layers._pauli import pauli_matrices, su_gates
+
+__all__ = ["FlippedQuanv3x3"]
+
+_MODES = ("physical", "paper")
+
+
+class FlippedQuanv3x3(nn.Module):
+    """Drop-in for ``nn.Conv2d(in_channels, out_channels, 3, stride, padding)``.
+
+    Output pixel ``o``: ``(1/C_in) sum_c Re<psi_oc|S_c|psi_oc> + Re(bias_o)`` with
+    ``psi_oc = exp(i sum_k theta[o, c, k] P_k)|00>`` (15 two-qubit Pauli strings, IXYZ order,
+    first letter most significant, no 1/2 factor) and ``S_c`` the symmetrised, bottom-right
+    zero-padded 3x3 patch of channel ``c``.
+
+    Args:
+        in_channels, out_channels (int): channel counts.
+        stride (int), padding (int): as in ``nn.Conv2d`` (zero padding of the input).
+        mode (str): ``"physical"`` (default: real ``theta``, normalised states, real bias) or
+            ``"paper"`` (complex ``theta`` and bias as in the authors' code; the gate is then
+            not unitary and only the real part of the bias reaches the output).
+        bias (bool): add a per-output-channel bias (randn init).
+        seed (int | None): seeds ``reset_parameters``.
+        device, dtype: factory kwargs; ``dtype`` is the real dtype (float32 default, float64).
+
+    Shape:
+        input ``(B, C_in, H, W)`` or ``(C_in, H, W)`` float; output ``(B, C_out, H', W')`` with
+        ``H' = (H + 2 padding - 3) // stride + 1``, in the layer's real dtype.
+
+    Example:
+        >>> import torch, qnn
+        >>> conv = qnn.layers.FlippedQuanv3x3(1, 2, seed=0)
+        >>> conv
+        FlippedQuanv3x3(in_channels=1, out_channels=2, stride=1, padding=0, mode=physical, bias=True)
+        >>> x = torch.randn(3, 1, 6, 6)
+        >>> y = conv(x); y.shape
+        torch.Size([3, 2, 4, 4])
+        >>> torch.allclose(y, conv.forward_reference(x), atol=1e-5)
+        True
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        padding: int = 0,
+        mode: str = "physical",
+        bias: bool = True,
+        seed: int | None = None,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels = _int(in_channels, "in_channels", name, 1)
+        self.out_channels = _int(out_channels, "out_channels", name, 1)
+        self.stride = _int(stride, "stride", name, 1)
+        self.padding = _int(padding, "padding", name, 0)
+        if mode not in _MODES:
+            raise ValueError(f"{name}: mode must be one of {list(_MODES)}; got {mode!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"{name}: seed must be an int or None; got {seed!r}")
+        if dtype is None:
+            dtype = torch.get_default_dtype()
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name}: dtype must be torch.float32 or torch.float64; got {dtype}")
+        self.mode = mode
+        self.seed = seed
+        self._real = dtype
+        pdtype = dtype if mode == "physical" else (torch.complex128 if dtype == torch.float64 else torch.complex64)
+        self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, 15, device=device, dtype=pdtype))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, device=device, dtype=pdtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """randn ``theta`` and bias (real randn cast to complex in paper mode); repeatable with ``seed``."""
+        gen = torch.Generator(device="cpu").manual_seed(self.seed) if self.seed is not None else None
+        with torch.no_grad():
+            # paper mode: real randn cast to complex (creep.md §2), so the imaginary parts start at
+            # zero and only training moves them (a complex-normal draw would overflow exp at n=7)
+            real = self.weight.real.dtype if self.weight.is_complex() else self.weight.dtype
+            self.weight.copy_(torch.randn(self.weight.shape, dtype=real, generator=gen))
+            if self.bias is not None:
+                self.bias.copy_(torch.randn(self.bias.shape, dtype=real, generator=gen))
+
+    # ---- the kernel states --------------------------------------------------------------
+    def gates(self) -> torch.Tensor:
+        """exp(i sum_k theta_k P_k) per channel pair, (C_out, C_in, 4, 4) complex."""
+        return su_gates(self.weight, 2)
+
+    def states(self) -> torch.Tensor:
+        """psi_oc = gate |00>, (C_out, C_in, 4) complex (one state per channel pair)."""
+        return self.gates()[..., :, 0]
+
+    def kernel(self) -> torch.Tensor:
+        """The equivalent Conv2d kernel Re(psi psi^H)[0:3, 0:3] / C_in, (C_out, C_in, 3, 3)."""
+        psi = self.states()[..., :3]
+        k = (psi.unsqueeze(-1) * psi.conj().unsqueeze(-2)).real
+        return (k / self.in_channels).to(self._real)
+
+    def _bias(self) -> torch.Tensor | None:
+        if self.bias is None:
+            return None
+        return (self.bias.real if self.bias.is_complex() else self.bias).to(self._real)
+
+    def unitarity_error(self) -> float:
+        """max over channel pairs of max |G G^H - I| and | ||psi|| - 1 |."""
+        with torch.no_grad():
+            g = self.gates()
+            eye = torch.eye(4, dtype=g.dtype, device=g.device)
+            u = (g @ g.mH - eye).abs().amax()
+            nrm = (g[..., :, 0].abs().square().sum(-1).sqrt() - 1).abs().amax()
+            return float(torch.maximum(u, nrm))
+
+    # ---- forward paths ------------------------------------------------------------------
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        if not torch.is_tensor(x):
+            raise TypeError(f"{name}: expected a torch.Tensor input; got {type(x).__name__}")
+        if x.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name}: expected a float32 or float64 input; got {x.dtype}")
+        if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
+            raise ValueError(
+                f"{name}: expected input (B, {self.in_channels}, H, W) or ({self.in_channels}, H, W); "
+                f"got shape {tuple(x.shape)}")
+        if min(x.shape[-2:]) + 2 * self.padding < 3:
+            raise ValueError(f"{name}: spatial size + 2*padding must be >= 3; got {tuple(x.shape[-2:])}")
+        return x.to(self._real)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check(x)
+        return F.conv2d(x, self.kernel(), self._bias(), stride=self.stride, padding=self.padding)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Literal patch-by-patch computation (pad each 3x3 patch to 4x4, symmetrise, take
+        Re<psi|S|psi>, average over input channels).  Slow; for tests on small images."""
+        x = self._check(x)
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        if self.padding:
+            x = F.pad(x, (self.padding,) * 4)
+        psi = self.states()  # (O, C, 4)
+        b, c, hh, ww = x.shape
+        ho = (hh - 3) // self.stride + 1
+        wo = (ww - 3) // self.stride + 1
+        out = x.new_zeros(b, self.out_channels, ho, wo)
+        rows = []
+        for i in range(ho):
+            cols = []
+            for j in range(wo):
+                m = x[:, :, i * self.stride:i * self.stride + 3, j * self.stride:j * self.stride + 3]
+                m4 = F.pad(m, (0, 1, 0, 1)).to(psi.dtype)  # (B, C, 4, 4), M top-left
+                s = (m4 + m4.transpose(-1, -2)) / 2
+                e = torch.einsum("oci,bcij,ocj->boc", psi.conj(), s, psi).real
+                cols.append(e.mean(-1))
+            rows.append(torch.stack(cols, -1))
+        out = torch.stack(rows, -2).to(self._real)
+        bias = self._bias()
+        if bias is not None:
+            out = out + bias.view(1, -1, 1, 1)
+        return out[0] if unbatched else out
+
+    # ---- the hardware-friendly form -----------------------------------------------------
+    def pauli_expectations(self) -> torch.Tensor:
+        """<psi_oc|P_k|psi_oc> for the 15 non-identity strings, (C_out, C_in, 15) real.
+
+        This is all a circuit engine or a quantum computer has to estimate: C_out * C_in
+        two-qubit states (one per channel pair), each measured for 15 Pauli observables --
+        independent of the number of images and of the image size.
+        """
+        psi = self.states()
+        p = pauli_matrices(2, psi.dtype).to(psi.device)
+        return torch.einsum("oci,kij,ocj->ock", psi.conj(), p, psi).real.to(self._real)
+
+    def state_norms(self) -> torch.Tensor:
+        """<psi|psi> per channel pair, (C_out, C_in): 1 in physical mode (not measured)."""
+        return self.states().abs().square().sum(-1).to(self._real)
+
+    @staticmethod
+    def pauli_coefficients(patches: torch.Tensor) -> torch.Tensor:
+        """s_k(M) with Re<psi|S(M)|psi> = s_0 <psi|psi> + sum_{k>=1} s_k <P_k>, (..., 16).
+
+        ``patches`` is (..., 3, 3); index 0 is the identity coefficient tr(S)/4, 1..15 the
+        Pauli strings in IXYZ order: s_k = tr(P_k S)/4.
+        """
+        p = torch.cat([torch.eye(4, dtype=torch.complex128).unsqueeze(0), pauli_matrices(2)])
+        m4 = F.pad(patches, (0, 1, 0, 1))
+        s = (m4 + m4.transpose(-1, -2)) / 2
+        coef = torch.einsum("kji,...ij->...k", p.real.to(s), s) / 4  # tr(P S) = sum_ij P_ji S_ij; Im part
+        return coef                                                    # vanishes for symmetric real S
+
+    def forward_from_expectations(self, x: torch.Tensor, expectations: torch.Tensor,
+                                  norms: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer output from (estimated) Pauli expectations (C_out, C_in, 15): each output
+        pixel is (1/C_in) sum_c [s_0(M_c) norm_oc + sum_k s_k(M_c) <P_k>_oc] + bias.  With the
+        exact :meth:`pauli_expectations` this equals :meth:`forward`; with shot estimates it is
+        the hardware layer.  ``norms`` defaults to 1 (normalised states)."""
+        x = self._check(x)
+        e = expectations.to(self._real)
+        if norms is None:
+            norms = torch.ones(e.shape[:2], dtype=self._real, device=e.device)
+        full = torch.cat([norms.to(self._real).unsqueeze(-1), e], -1)  # (O, C, 16)
+        basis = self.pauli_coefficients(torch.eye(9, dtype=self._real, device=e.device).reshape(9, 3, 3))
+        kernel = torch.einsum("pk,ock->ocp", basis, full).reshape(*e.shape[:2], 3, 3) / self.in_channels
+        return F.conv2d(x, kernel, self._bias(), stride=self.stride, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, stride={self.stride}, "
+                f"padding={self.padding}, mode={self.mode}, bias={self.bias is not None}")
+
+
+def _int(value: Any, what: str, name: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: {what} must be an int >= {minimum}; got {value!r}")
+    return value
