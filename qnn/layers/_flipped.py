@@ -228,6 +228,39 @@ class FlippedQuanv3x3(nn.Module):
         kernel = torch.einsum("pk,ock->ocp", basis, full).reshape(*e.shape[:2], 3, 3) / self.in_channels
         return F.conv2d(x, kernel, self._bias(), stride=self.stride, padding=self.padding)
 
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, *, copy_bias: bool = True, **kwargs) -> "FlippedQuanv3x3":
+        """The flipped layer for a classical ``nn.Conv2d(C, C', 3)``: channels, stride,
+        padding, bias flag and device taken from ``conv`` (its bias copied as a warm start with
+        ``copy_bias``; the paper starts from a randn bias, ``copy_bias=False``).  Kernels other
+        than 3x3, non-square strides or paddings, dilation, groups and padding modes other than
+        zeros have no counterpart and are refused.
+
+        Example:
+            >>> import torch, qnn
+            >>> qnn.layers.FlippedQuanv3x3.from_conv2d(torch.nn.Conv2d(1, 32, 3), seed=0)
+            FlippedQuanv3x3(in_channels=1, out_channels=32, stride=1, padding=0, mode=physical, bias=True)
+        """
+        name = cls.__name__
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"{name}.from_conv2d: expected an nn.Conv2d; got {type(conv).__name__}")
+        sq = lambda v: v[0] == v[1]  # noqa: E731
+        if conv.kernel_size != (3, 3) or not sq(conv.stride) or not isinstance(conv.padding, tuple) \
+                or not sq(conv.padding) or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
+            raise ValueError(
+                f"{name}.from_conv2d: needs a 3x3 kernel, square stride and padding, no dilation or groups, "
+                f"zero padding; got kernel_size={conv.kernel_size}, stride={conv.stride}, padding={conv.padding}, "
+                f"dilation={conv.dilation}, groups={conv.groups}, padding_mode={conv.padding_mode!r}")
+        kwargs.setdefault("bias", conv.bias is not None)
+        kwargs.setdefault("device", conv.weight.device)
+        if conv.weight.dtype in (torch.float32, torch.float64):
+            kwargs.setdefault("dtype", conv.weight.dtype)
+        q = cls(conv.in_channels, conv.out_channels, conv.stride[0], conv.padding[0], **kwargs)
+        if copy_bias and q.bias is not None and conv.bias is not None:
+            with torch.no_grad():
+                q.bias.copy_(conv.bias.detach().to(q.bias.dtype))
+        return q
+
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, stride={self.stride}, "
                 f"padding={self.padding}, mode={self.mode}, bias={self.bias is not None}")

@@ -310,6 +310,29 @@ class DataReUploadingLinear(nn.Module):
         psi = torch.stack(rows) if rows else self._plus().expand(0, -1)
         return self._readout(psi, lead)
 
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, *, copy_bias: bool = True, **kwargs) -> "DataReUploadingLinear":
+        """The re-uploading layer for a classical ``nn.Linear``: ``in_features``,
+        ``out_features``, bias flag and device taken from ``linear`` (its bias copied as a warm
+        start with ``copy_bias``; the paper starts from a randn bias, ``copy_bias=False``).
+
+        Example:
+            >>> import torch, qnn
+            >>> qnn.layers.DataReUploadingLinear.from_linear(torch.nn.Linear(12544, 10), seed=0)
+            DataReUploadingLinear(in_features=12544, out_features=10, n_qubits=7, n_reps=10, mode=physical, bias=True)
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"{cls.__name__}.from_linear: expected an nn.Linear; got {type(linear).__name__}")
+        kwargs.setdefault("bias", linear.bias is not None)
+        kwargs.setdefault("device", linear.weight.device)
+        if linear.weight.dtype in (torch.float32, torch.float64):
+            kwargs.setdefault("dtype", linear.weight.dtype)
+        q = cls(linear.in_features, linear.out_features, **kwargs)
+        if copy_bias and q.bias is not None and linear.bias is not None:
+            with torch.no_grad():
+                q.bias.copy_(linear.bias.detach().to(q.bias.dtype))
+        return q
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, n_qubits={self.n_qubits}, "
                 f"n_reps={self.n_reps}, mode={self.mode}, bias={self.bias is not None}")

@@ -50,8 +50,9 @@ def select(model: nn.Module, rules) -> list[tuple[list[str], nn.Module, Rule]]:
 def _check_shapes(name: str, old: nn.Module, new: nn.Module) -> None:
     if not isinstance(new, nn.Module):
         raise TypeError(f"swap: the factory for {name!r} must return an nn.Module; got {type(new).__name__}")
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else v  # noqa: E731
     for a in _SHAPE_ATTRS:
-        if hasattr(old, a) and hasattr(new, a) and getattr(old, a) != getattr(new, a):
+        if hasattr(old, a) and hasattr(new, a) and pair(getattr(old, a)) != pair(getattr(new, a)):
             raise ValueError(f"swap: the replacement of {name!r} must keep {a}={getattr(old, a)!r}; "
                              f"got {getattr(new, a)!r} from {type(new).__name__}")
 
