@@ -899,30 +899,32 @@ class TorchEngine(Engine):
         plan.state_prep = circuit.state_prep
         return plan
 
-    def _peek_plan(self, circuit: Circuit) -> Plan:
-        """The plan for an estimate: the cached one, or one compiled but not cached (kept
-        aside for :meth:`plan`), so a refused run leaves the cache untouched."""
+    def _lookup(self, circuit: Circuit):
+        """``(fingerprint, cache entry or None, plan or None, whether the plan is the spare)``."""
         fp = self._fingerprint(circuit)
         hit = self._plans.get(id(circuit))
         if hit is not None and hit[0] is circuit and hit[1] == fp:
-            return hit[2]
+            return fp, hit, hit[2], False
         spare = self._spare
         if spare is not None and spare[0] is circuit and spare[1] == fp:
-            return spare[2]
-        plan = self._compile(circuit)
-        self._spare = (circuit, fp, plan)
+            return fp, hit, spare[2], True
+        return fp, hit, None, False
+
+    def _peek_plan(self, circuit: Circuit) -> Plan:
+        """The plan for an estimate: the cached one, or one compiled but not cached (kept
+        aside for :meth:`plan`), so a refused run leaves the cache untouched."""
+        fp, _, plan, _ = self._lookup(circuit)
+        if plan is None:
+            plan = self._compile(circuit)
+            self._spare = (circuit, fp, plan)
         return plan
 
     def plan(self, circuit: Circuit) -> Plan:
         """The compiled plan of ``circuit`` (cached; recompiled when the circuit grows)."""
-        fp = self._fingerprint(circuit)
-        hit = self._plans.get(id(circuit))
-        if hit is not None and hit[0] is circuit and hit[1] == fp:
-            return hit[2]
-        spare = self._spare
-        if spare is not None and spare[0] is circuit and spare[1] == fp:
-            plan = spare[2]
-        else:
+        fp, hit, plan, spare = self._lookup(circuit)
+        if plan is not None and not spare:
+            return plan
+        if plan is None:
             plan = self._compile(circuit)
         self._spare = None
         if hit is not None:

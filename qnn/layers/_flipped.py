@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qnn.layers._common import from_classical, paper_layer_dtypes, pos_int, randn_reset
 from qnn.layers._pauli import pauli_matrices, su_gates
 
 __all__ = ["FlippedQuanv3x3"]
 
-_MODES = ("physical", "paper")
 
 
 class FlippedQuanv3x3(nn.Module):
@@ -72,22 +72,14 @@ class FlippedQuanv3x3(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.in_channels = _int(in_channels, "in_channels", name, 1)
-        self.out_channels = _int(out_channels, "out_channels", name, 1)
-        self.stride = _int(stride, "stride", name, 1)
-        self.padding = _int(padding, "padding", name, 0)
-        if mode not in _MODES:
-            raise ValueError(f"{name}: mode must be one of {list(_MODES)}; got {mode!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise TypeError(f"{name}: seed must be an int or None; got {seed!r}")
-        if dtype is None:
-            dtype = torch.get_default_dtype()
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name}: dtype must be torch.float32 or torch.float64; got {dtype}")
+        self.in_channels = pos_int(in_channels, "in_channels", name, 1)
+        self.out_channels = pos_int(out_channels, "out_channels", name, 1)
+        self.stride = pos_int(stride, "stride", name, 1)
+        self.padding = pos_int(padding, "padding", name, 0)
+        dtype, pdtype = paper_layer_dtypes(name, mode, seed, dtype)
         self.mode = mode
         self.seed = seed
         self._real = dtype
-        pdtype = dtype if mode == "physical" else (torch.complex128 if dtype == torch.float64 else torch.complex64)
         self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, 15, device=device, dtype=pdtype))
         if bias:
             self.bias = nn.Parameter(torch.empty(self.out_channels, device=device, dtype=pdtype))
@@ -97,14 +89,7 @@ class FlippedQuanv3x3(nn.Module):
 
     def reset_parameters(self) -> None:
         """randn ``theta`` and bias (real randn cast to complex in paper mode); repeatable with ``seed``."""
-        gen = torch.Generator(device="cpu").manual_seed(self.seed) if self.seed is not None else None
-        with torch.no_grad():
-            # paper mode: real randn cast to complex (creep.md §2), so the imaginary parts start at
-            # zero and only training moves them (a complex-normal draw would overflow exp at n=7)
-            real = self.weight.real.dtype if self.weight.is_complex() else self.weight.dtype
-            self.weight.copy_(torch.randn(self.weight.shape, dtype=real, generator=gen))
-            if self.bias is not None:
-                self.bias.copy_(torch.randn(self.bias.shape, dtype=real, generator=gen))
+        randn_reset(self)
 
     # ---- the kernel states --------------------------------------------------------------
     def gates(self) -> torch.Tensor:
@@ -251,22 +236,10 @@ class FlippedQuanv3x3(nn.Module):
                 f"{name}.from_conv2d: needs a 3x3 kernel, square stride and padding, no dilation or groups, "
                 f"zero padding; got kernel_size={conv.kernel_size}, stride={conv.stride}, padding={conv.padding}, "
                 f"dilation={conv.dilation}, groups={conv.groups}, padding_mode={conv.padding_mode!r}")
-        kwargs.setdefault("bias", conv.bias is not None)
-        kwargs.setdefault("device", conv.weight.device)
-        if conv.weight.dtype in (torch.float32, torch.float64):
-            kwargs.setdefault("dtype", conv.weight.dtype)
-        q = cls(conv.in_channels, conv.out_channels, conv.stride[0], conv.padding[0], **kwargs)
-        if copy_bias and q.bias is not None and conv.bias is not None:
-            with torch.no_grad():
-                q.bias.copy_(conv.bias.detach().to(q.bias.dtype))
-        return q
+        return from_classical(cls, conv, (conv.in_channels, conv.out_channels, conv.stride[0], conv.padding[0]),
+                              kwargs, copy_bias)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, stride={self.stride}, "
                 f"padding={self.padding}, mode={self.mode}, bias={self.bias is not None}")
 
-
-def _int(value: Any, what: str, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: {what} must be an int >= {minimum}; got {value!r}")
-    return value

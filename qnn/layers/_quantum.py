@@ -16,6 +16,7 @@ from torch import nn
 
 from qnn.circuit import ANSATZE, Circuit, amplitude_embedding, angle_embedding
 from qnn.engines import Engine, get_engine
+from qnn.layers._common import from_classical, pos_int
 
 __all__ = ["QuantumLayer", "QuantumLinear", "DEFAULT_QUBIT_BUDGET", "auto_config", "z_words"]
 
@@ -145,12 +146,6 @@ class QuantumLayer(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_qubits={self.n_qubits}, n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, "
                 f"n_weights={self.weight.numel()}, engine={self._engine_name()}")
-
-
-def _pos_int(value: Any, what: str, minimum: int = 1, owner: str = "QuantumLinear") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{owner}: {what} must be an int >= {minimum}; got {value!r}")
-    return value
 
 
 #: Largest register a layer builds unless told otherwise (``qubit_budget``): 2**20 amplitudes
@@ -283,10 +278,10 @@ class QuantumLinear(QuantumLayer):
         device: Any = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        in_features = _pos_int(in_features, "in_features")
-        out_features = _pos_int(out_features, "out_features")
-        n_layers = _pos_int(n_layers, "n_layers")
-        qubit_budget = _pos_int(qubit_budget, "qubit_budget")
+        in_features = pos_int(in_features, "in_features", "QuantumLinear")
+        out_features = pos_int(out_features, "out_features", "QuantumLinear")
+        n_layers = pos_int(n_layers, "n_layers", "QuantumLinear")
+        qubit_budget = pos_int(qubit_budget, "qubit_budget", "QuantumLinear")
         if not isinstance(bias, bool):
             raise TypeError(f"QuantumLinear: bias must be True or False; got {bias!r}")
         if encoding not in ENCODINGS:
@@ -301,7 +296,7 @@ class QuantumLinear(QuantumLayer):
             self._check_budget(in_features, out_features, encoding, readout, n_qubits, need_in, need_out,
                                qubit_budget)
         else:
-            n_qubits = _pos_int(n_qubits, "n_qubits")
+            n_qubits = pos_int(n_qubits, "n_qubits", "QuantumLinear")
             if n_qubits > qubit_budget:
                 raise ValueError(f"QuantumLinear: n_qubits must be <= qubit_budget ({qubit_budget}); got {n_qubits}")
         self._check_fits(in_features, out_features, encoding, readout, n_qubits)
@@ -416,15 +411,7 @@ class QuantumLinear(QuantumLayer):
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"QuantumLinear.from_linear: expected an nn.Linear; got {type(linear).__name__}")
-        kwargs.setdefault("bias", linear.bias is not None)
-        kwargs.setdefault("device", linear.weight.device)
-        if linear.weight.dtype in (torch.float32, torch.float64):
-            kwargs.setdefault("dtype", linear.weight.dtype)
-        q = cls(linear.in_features, linear.out_features, **kwargs)
-        if copy_bias and q.bias is not None and linear.bias is not None:
-            with torch.no_grad():
-                q.bias.copy_(linear.bias.detach().to(q.bias.dtype))
-        return q
+        return from_classical(cls, linear, (linear.in_features, linear.out_features), kwargs, copy_bias)
 
     def reset_parameters(self) -> None:
         """Re-draw ``weight`` (see :class:`QuantumLayer`) and zero ``bias``."""

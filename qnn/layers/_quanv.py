@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qnn.layers._common import from_classical
 from qnn.layers._quantum import DEFAULT_QUBIT_BUDGET, QuantumLinear
 
 __all__ = ["QuanvConv2d"]
@@ -177,15 +178,8 @@ class QuanvConv2d(nn.Module):
                 f"QuanvConv2d.from_conv2d: dilation, groups and padding modes other than zeros have no "
                 f"quanvolution counterpart; got dilation={conv.dilation}, groups={conv.groups}, "
                 f"padding_mode={conv.padding_mode!r}")
-        kwargs.setdefault("bias", conv.bias is not None)
-        kwargs.setdefault("device", conv.weight.device)
-        if conv.weight.dtype in (torch.float32, torch.float64):
-            kwargs.setdefault("dtype", conv.weight.dtype)
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, **kwargs)
-        if copy_bias and q.bias is not None and conv.bias is not None:
-            with torch.no_grad():
-                q.bias.copy_(conv.bias.detach().to(q.bias.dtype))
-        return q
+        return from_classical(cls, conv, (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                          conv.padding), kwargs, copy_bias)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from qnn.layers._common import from_classical, paper_layer_dtypes, pos_int, randn_reset
 from qnn.layers._pauli import divided_difference_expi, parallel_map, pauli_matrices, su_gates
 
 __all__ = ["DataReUploadingLinear"]
 
-_MODES = ("physical", "paper")
 _MAX_QUBITS = 8
 
 
@@ -176,23 +176,16 @@ class DataReUploadingLinear(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        in_features = _pos_int(in_features, "in_features", name)
-        out_features = _pos_int(out_features, "out_features", name)
-        n_reps = _pos_int(n_reps, "n_reps", name)
-        if mode not in _MODES:
-            raise ValueError(f"{name}: mode must be one of {list(_MODES)}; got {mode!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise TypeError(f"{name}: seed must be an int or None; got {seed!r}")
-        if dtype is None:
-            dtype = torch.get_default_dtype()
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name}: dtype must be torch.float32 or torch.float64; got {dtype}")
+        in_features = pos_int(in_features, "in_features", name)
+        out_features = pos_int(out_features, "out_features", name)
+        n_reps = pos_int(n_reps, "n_reps", name)
+        dtype, pdtype = paper_layer_dtypes(name, mode, seed, dtype)
         need = max(math.ceil(math.log(in_features, 4) - 1e-12), math.ceil(math.log2(out_features) - 1e-12), 1)
         while 4**need < in_features or 2**need < out_features:
             need += 1
         if n_qubits is None:
             n_qubits = need
-        n_qubits = _pos_int(n_qubits, "n_qubits", name)
+        n_qubits = pos_int(n_qubits, "n_qubits", name)
         if n_qubits > _MAX_QUBITS:
             d = 2**n_qubits
             per_sample = 6 * d * d * (8 if dtype == torch.float64 else 4)
@@ -213,7 +206,6 @@ class DataReUploadingLinear(nn.Module):
         self.mode = mode
         self.seed = seed
         self.t = 1.0 / n_reps
-        pdtype = dtype if mode == "physical" else (torch.complex128 if dtype == torch.float64 else torch.complex64)
         self.weight = nn.Parameter(torch.empty(n_reps, 4**n_qubits - 1, device=device, dtype=pdtype))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype))
@@ -231,14 +223,7 @@ class DataReUploadingLinear(nn.Module):
 
     def reset_parameters(self) -> None:
         """randn ``theta`` (real randn cast to complex in paper mode) and randn bias; repeatable with ``seed``."""
-        gen = torch.Generator(device="cpu").manual_seed(self.seed) if self.seed is not None else None
-        with torch.no_grad():
-            # paper mode: real randn cast to complex (creep.md §2), so the imaginary parts start at
-            # zero and only training moves them (a complex-normal draw would overflow exp at n=7)
-            real = self.weight.real.dtype if self.weight.is_complex() else self.weight.dtype
-            self.weight.copy_(torch.randn(self.weight.shape, dtype=real, generator=gen))
-            if self.bias is not None:
-                self.bias.copy_(torch.randn(self.bias.shape, dtype=real, generator=gen))
+        randn_reset(self)
 
     def gates(self) -> torch.Tensor:
         """The ``n_reps`` trainable gates ``W_l``, (n_reps, 2^n, 2^n) complex (once per batch)."""
@@ -323,22 +308,9 @@ class DataReUploadingLinear(nn.Module):
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"{cls.__name__}.from_linear: expected an nn.Linear; got {type(linear).__name__}")
-        kwargs.setdefault("bias", linear.bias is not None)
-        kwargs.setdefault("device", linear.weight.device)
-        if linear.weight.dtype in (torch.float32, torch.float64):
-            kwargs.setdefault("dtype", linear.weight.dtype)
-        q = cls(linear.in_features, linear.out_features, **kwargs)
-        if copy_bias and q.bias is not None and linear.bias is not None:
-            with torch.no_grad():
-                q.bias.copy_(linear.bias.detach().to(q.bias.dtype))
-        return q
+        return from_classical(cls, linear, (linear.in_features, linear.out_features), kwargs, copy_bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, n_qubits={self.n_qubits}, "
                 f"n_reps={self.n_reps}, mode={self.mode}, bias={self.bias is not None}")
 
-
-def _pos_int(value: Any, what: str, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: {what} must be an int >= {minimum}; got {value!r}")
-    return value
