@@ -129,15 +129,20 @@ def _data(dataset: str, per_class: int, split: str):
 
 
 def run_task(task: Task | dict, cfg: dict, out: str | os.PathLike, *, progress: bool = False,
-             command: str | None = None) -> dict:
+             command: str | None = None, record: dict | None = None) -> dict:
     """Train one task (resuming from its checkpoint) and return its result (also written to
-    ``result.json``).  Runs anywhere qnn is installed: locally or as a Ray task."""
+    ``result.json``).  Runs anywhere qnn is installed: locally or as a Ray task.
+
+    ``record`` is the run record (git commit, versions, command) of the code that runs: the
+    driver takes it once when the grid starts, since a long grid keeps the modules it imported
+    then even if the work tree moves on; without it the record is taken here, before training."""
     import torch
 
     from qnn.models.creep import hybrid_net
     from qnn.training import fit, run_record
 
     task = Task(**task) if isinstance(task, dict) else task
+    record = record if record is not None else run_record(command)
     torch.set_num_threads(cfg["threads"])
     folder = Path(out) / task.key
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,7 +161,7 @@ def run_task(task: Task | dict, cfg: dict, out: str | os.PathLike, *, progress: 
         "params": report.params_after, "swap": report.to_dict(),
         "config": {k: cfg[k] for k in ("epochs", "batch_size", "lr", "train_per_class", "test_per_class", "n_reps",
                                        "threads")},
-        "record": run_record(command),
+        "record": record,
     }
     tmp = folder / "result.json.part"
     tmp.write_text(json.dumps(result, indent=1))

@@ -36,6 +36,9 @@ def _write(out: Path, result: dict) -> None:
 def run_grid(cfg: dict, out: Path, *, ray_address: str | None = None, progress: bool = True,
              command: str | None = None) -> list[dict]:
     """Run every unfinished task of ``cfg``; returns the results of the tasks run now."""
+    from qnn.training import run_record
+
+    record = run_record(command)  # the code this process imported now is the code every task runs
     todo = [t for t in tasks(cfg) if not result_path(out, t).exists()]
     done = len(tasks(cfg)) - len(todo)
     print(f"{cfg['name']}: {len(todo)} task(s) to run, {done} finished already; results under {out}", flush=True)
@@ -43,7 +46,7 @@ def run_grid(cfg: dict, out: Path, *, ray_address: str | None = None, progress: 
     if ray_address is None:
         for i, t in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {t.key}", flush=True)
-            r = run_task(t, cfg, out, progress=progress, command=command)
+            r = run_task(t, cfg, out, progress=progress, record=record)
             print(f"    test acc {r['test_accs'][-1]:.4f} after {len(r['test_accs'])} epoch(s), "
                   f"{sum(r['epoch_seconds']):.1f} s", flush=True)
             results.append(r)
@@ -61,7 +64,7 @@ def run_grid(cfg: dict, out: Path, *, ray_address: str | None = None, progress: 
             ray.init(address=ray_address, log_to_driver=False, runtime_env=env)
     try:
         remote = ray.remote(num_cpus=cfg["threads"])(run_task)
-        refs = {remote.remote(asdict(t), cfg, str(out), progress=False, command=command): t for t in todo}
+        refs = {remote.remote(asdict(t), cfg, str(out), progress=False, record=record): t for t in todo}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

@@ -99,9 +99,12 @@ def summarize(folder: Path) -> str:
     results = load_results(folder)
     if not results:
         return f"(no results under {folder})"
-    md = to_markdown(summary_rows(results))
+    rows = summary_rows(results)
+    md = to_markdown(rows)
+    commits = sorted({c for r in rows for c in r["commits"]})
     (folder / "summary.md").write_text(
-        "Last-epoch mean ± population std (ddof=0) over the runs; paper: creep.md §4 (5 runs).\n\n" + md + "\n")
+        "Last-epoch mean ± population std (ddof=0) over the runs; paper: creep.md §4 (5 runs).\n\n" + md
+        + f"\n\nMade by git commit(s) {', '.join(commits)} (each run's result.json holds its full record).\n")
     plot(results, folder / "curves.png")
     return md
 
