@@ -26,6 +26,7 @@ task resumes from its checkpoint with identical results.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -122,6 +123,7 @@ def result_path(out: Path, task: Task) -> Path:
     return Path(out) / task.key / "result.json"
 
 
+@functools.lru_cache(maxsize=4)  # a grid's tasks share their data: load and preprocess it once per process
 def _data(dataset: str, per_class: int, split: str):
     from qnn.datasets import load_images
 
