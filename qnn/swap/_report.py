@@ -15,7 +15,7 @@ def n_params(module: nn.Module) -> int:
 
 
 def _shape(module: nn.Module) -> str:
-    if isinstance(module, nn.Linear) or hasattr(module, "in_features"):
+    if hasattr(module, "in_features"):
         return f"{module.in_features}->{module.out_features}"
     if hasattr(module, "in_channels"):
         k = getattr(module, "kernel_size", "?")
@@ -28,8 +28,8 @@ def _engine(module: nn.Module) -> str:
     eng = getattr(module, "engine", None)
     if eng is None and hasattr(module, "quantum"):
         eng = getattr(module.quantum, "engine", None)
-    if eng is None:
-        return str(getattr(module, "path", "")) or "-"
+    if eng is None:  # a layer simulated in plain torch (FlippedQuanv3x3, DataReUploadingLinear)
+        return "-"
     return getattr(eng, "name", type(eng).__name__)
 
 
