@@ -15,7 +15,7 @@ def demo() -> None:
 
 
 def _load_or_train(model_path: Path, train: bool, retrain: bool, settings: dict, progress: bool):
-    from qnn.apps.heart import HeartDemoModel, train_demo_model
+    from qnn.apps.heart import HeartDemoModel
 
     if model_path.exists() and not retrain:
         click.echo(f"loading the saved model {model_path}")
@@ -26,11 +26,25 @@ def _load_or_train(model_path: Path, train: bool, retrain: bool, settings: dict,
     click.echo(f"no saved model at {model_path}: training one (KACQ-DCNN, "
                f"{settings.get('epochs', 'default')} epochs; about a minute on 2 cores)" if not retrain else
                f"retraining {model_path}")
-    model = train_demo_model(progress=progress, **settings)
+    model = train_heart(progress, settings)
     model.save(model_path)
     m = model.metrics
     click.echo(f"saved {model_path}: held-out accuracy {m['test_accuracy']:.3f}, ROC-AUC {m['test_roc_auc']:.3f}")
     return model
+
+
+def train_heart(progress: bool, settings: dict):
+    """Train the demo model; a missing data file becomes one line saying where to get it."""
+    from qnn.apps.heart import train_demo_model
+    from qnn.datasets import DataError
+
+    try:
+        return train_demo_model(progress=progress, **settings)
+    except DataError as exc:
+        raise click.ClickException(
+            f"{exc}; the heart model trains on the Kaggle heart-failure table: put heart.csv "
+            "(https://www.kaggle.com/datasets/fedesoriano/heart-failure-prediction) in "
+            "$QNN_DATA_DIR/heart/heart_failure_prediction/") from None
 
 
 @demo.command("heart")

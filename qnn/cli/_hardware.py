@@ -130,7 +130,11 @@ def submit(qubits: int, layers: int, batch: int, shots: int, backend: str, seed:
                                "to IBM Quantum with your account; add --yes to confirm")
     if backend.startswith("fake_"):
         click.echo(f"backend {backend}: a local simulator with that device's noise model (no account, no queue)")
-    engine = IBMEngine(backend, shots=shots, seed=seed)
+    import warnings
+
+    with warnings.catch_warnings():  # looking a fake backend up instantiates them all, some warn
+        warnings.simplefilter("ignore", UserWarning)
+        engine = IBMEngine(backend, shots=shots, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, qubits, generator=gen, dtype=torch.float64) * torch.pi
     exact = QuantumLayer(circuit, seed=seed)

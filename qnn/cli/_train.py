@@ -105,11 +105,12 @@ def heart(config: Path | None, overrides: tuple[str, ...], out: Path | None, no_
     Keys (optional TOML CONFIG, then --set): epochs, seed, batch_size, lr, n_layers, bilstm.
     Reads heart.csv from $QNN_DATA_DIR.  Example: qnn train heart --set epochs=5
     """
-    from qnn.apps.heart import default_model_path, train_demo_model
+    from qnn.apps.heart import default_model_path
+    from qnn.cli._demo import train_heart
 
     settings = heart_settings(config, overrides)
     out = out or default_model_path()
-    model = train_demo_model(progress=not no_progress, **settings)
+    model = train_heart(not no_progress, settings)
     model.save(out)
     m = model.metrics
     click.echo(f"saved {out}: held-out test accuracy {m['test_accuracy']:.3f}, ROC-AUC {m['test_roc_auc']:.3f}, "
