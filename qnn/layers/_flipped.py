@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qnn.layers._common import from_classical, paper_layer_dtypes, pos_int, randn_reset
-from qnn.layers._pauli import pauli_matrices, su_gates
+from qnn.pauli import pauli_matrices, su_gates
 
 __all__ = ["FlippedQuanv3x3"]
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from qnn.layers._common import from_classical, paper_layer_dtypes, pos_int, randn_reset
-from qnn.layers._pauli import divided_difference_expi, parallel_map, pauli_matrices, su_gates
+from qnn.pauli import divided_difference_expi, parallel_map, pauli_matrices, su_gates
 
 __all__ = ["DataReUploadingLinear"]
 
