@@ -49,6 +49,8 @@ __all__ = [
     "probs_qargs",
     "qnn_state_to_qiskit",
     "pennylane_gate",
+    "pennylane_pauli_exp",
+    "pennylane_op",
     "pennylane_measurement",
     "to_pennylane",
     "measurement_groups",
@@ -333,11 +335,38 @@ def pennylane_gate(qml, name: str, wires: tuple[int, ...], angles: list) -> None
         raise ValueError(f"PennyLane conversion: unsupported gate {name!r}")
 
 
+def pennylane_pauli_exp(qml, gate, angles: list) -> None:
+    """Queue a :class:`~qnn.circuit.PauliExp` gate as ``qml.SpecialUnitary``: its ``theta``
+    runs over all 4^m - 1 Pauli words in PennyLane's (= qnn's IXYZ) order, zero for words the
+    gate does not use; broadcast angles (shape ``(B,)``) give a broadcast ``theta (B, 4^m - 1)``."""
+    from qnn.pauli import pauli_index
+
+    m = len(gate.wires)
+    ref = next((a for a in angles if torch.is_tensor(a)), None)
+    dtype = ref.dtype if ref is not None else torch.float64
+    zero = torch.zeros((), dtype=dtype)
+    entries = [zero] * (4**m - 1)
+    for word, a in zip(gate.words, angles):
+        entries[pauli_index(word)] = a if torch.is_tensor(a) else torch.tensor(a, dtype=dtype)
+    theta = torch.stack(torch.broadcast_tensors(*entries), -1)
+    qml.SpecialUnitary(theta, wires=list(gate.wires))
+
+
+def pennylane_op(qml, gate, angles: list) -> None:
+    """Queue any qnn gate (:func:`pennylane_gate` or :func:`pennylane_pauli_exp`)."""
+    if gate.name == "PauliExp":
+        pennylane_pauli_exp(qml, gate, angles)
+    else:
+        pennylane_gate(qml, gate.name, gate.wires, angles)
+
+
 def pennylane_measurement(qml, meas: Measurement, probs_as_projectors: bool = False):
     """``qml.expval`` of the Pauli word, or ``qml.probs`` on the wires (first wire most
     significant).  With ``probs_as_projectors`` the probabilities are returned as a tuple of
     ``qml.expval(qml.Projector(bits, wires))`` in the same basis order (for adjoint
     differentiation, whose ``qml.probs`` gradients are wrong in PennyLane 0.45.1)."""
+    if meas.kind == "hermitian":
+        return qml.expval(qml.Hermitian(np.array(meas.matrix, dtype=np.complex128), wires=list(meas.wires)))
     if meas.kind == "probs":
         if probs_as_projectors:
             k = len(meas.wires)
@@ -403,7 +432,7 @@ def to_pennylane(circuit: Circuit):
             + torch.as_tensor(plan.offset[~m], dtype=w.dtype)
         for g, angles in pennylane_angles(circuit, t_in, t_w, plan):
             angles = [a if torch.is_tensor(a) else torch.tensor(a, dtype=w.dtype) for a in angles]
-            pennylane_gate(qml, g.name, g.wires, angles)
+            pennylane_op(qml, g, angles)
         return tuple(pennylane_measurement(qml, mm) for mm in circuit.measurements)
 
     return qfunc
