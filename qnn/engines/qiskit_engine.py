@@ -23,7 +23,8 @@ from qnn.engines._autograd import parameter_shift_run
 from qnn.engines._convert import (
     circuit_key,
     expected_output_slices,
-    pauli_observable,
+    observable,
+    pauli_exp_gates,
     probs_qargs,
     qnn_state_to_qiskit,
     to_qiskit_occurrences,
@@ -155,11 +156,15 @@ class QiskitEngine(Engine):
 
     def _exact_evaluator(self, circuit):
         key = ("exact", circuit_key(circuit))
+        pe = pauli_exp_gates(circuit)
 
         def build():
-            qc, theta = to_qiskit_occurrences(circuit, state=None) if circuit.state_prep is None else \
-                _gates_only(circuit)
-            obs = [pauli_observable(m, circuit.n_qubits) if m.kind == "expval" else None
+            if pe:  # rebuilt per row with that row's PauliExp matrices
+                qc, theta = None, None
+            else:
+                qc, theta = to_qiskit_occurrences(circuit, state=None) if circuit.state_prep is None else \
+                    _gates_only(circuit)
+            obs = [observable(m, circuit.n_qubits) if m.kind != "probs" else None
                    for m in circuit.measurements]
             return qc, theta, obs
 
@@ -167,18 +172,22 @@ class QiskitEngine(Engine):
         n, slices, meas = circuit.n_qubits, expected_output_slices(circuit), circuit.measurements
         Statevector = self._qi.Statevector
 
-        def evaluate(thetas, states, state_ids):
+        def evaluate(thetas, states, state_ids, unitaries=None):
             out = np.empty((thetas.shape[0], circuit.n_outputs))
             q_states = None if states is None else qnn_state_to_qiskit(states, n)
             for r in range(thetas.shape[0]):
-                bound = qc.assign_parameters(thetas[r]) if len(theta) else qc
+                if pe:
+                    qc_r, th = _gates_only(circuit, {gi: unitaries[gi][r] for gi in pe})
+                    bound = qc_r.assign_parameters(thetas[r, columns_for(qc_r, th)]) if qc_r.num_parameters else qc_r
+                else:
+                    bound = qc.assign_parameters(thetas[r]) if len(theta) else qc
                 sv = Statevector.from_label("0" * n) if q_states is None else Statevector(q_states[state_ids[r]])
                 sv = sv.evolve(bound)
                 for m, sl, o in zip(meas, slices, obs):
-                    if m.kind == "expval":
-                        out[r, sl] = float(np.real(sv.expectation_value(o)))
-                    else:
+                    if m.kind == "probs":
                         out[r, sl] = sv.probabilities(probs_qargs(m))
+                    else:
+                        out[r, sl] = float(np.real(sv.expectation_value(o)))
             return out
 
         return evaluate
@@ -240,11 +249,12 @@ class QiskitEngine(Engine):
         return evaluate
 
 
-def _gates_only(circuit):
-    """Occurrence-view Qiskit circuit of the gates alone (no state preparation)."""
+def _gates_only(circuit, unitaries: dict | None = None):
+    """Occurrence-view Qiskit circuit of the gates alone (no state preparation); ``PauliExp``
+    gates as the ``UnitaryGate`` of ``unitaries[gate index]``."""
     from qnn.circuit import Circuit
 
     c = Circuit(circuit.n_qubits)
     c.n_inputs, c.n_weights = circuit.n_inputs, circuit.n_weights
     c.gates = list(circuit.gates)
-    return to_qiskit_occurrences(c)
+    return to_qiskit_occurrences(c, unitaries=unitaries)
