@@ -128,6 +128,10 @@ class QiskitEngine(Engine):
         """Evaluate ``circuit`` on ``inputs (B, n_inputs)`` with ``weights (n_weights,)``;
         returns ``(B, n_outputs)`` on ``inputs.device``, differentiable by parameter shift."""
         validate_run_args("QiskitEngine", circuit, inputs, weights)
+        if self.shots is not None and any(m.kind == "hermitian" for m in circuit.measurements):
+            raise ValueError(
+                "QiskitEngine: hermitian measurements are evaluated exactly only (shots=None); got "
+                f"shots={self.shots}: measure the Pauli words of the observable (measure_pauli) to sample them")
         evaluate = self._exact_evaluator(circuit) if self.shots is None else self._shot_evaluator(circuit)
         return parameter_shift_run("QiskitEngine", evaluate, circuit, inputs, weights)
 
@@ -208,14 +212,42 @@ class QiskitEngine(Engine):
                 tqcs.append(self._transpile(qc))
             return base, theta, groups, tqcs
 
-        base, theta, groups, tqcs = self._cached(key, build)
+        pe = pauli_exp_gates(circuit)
+        if pe:  # a PauliExp gate is synthesised from its matrix: circuits per distinct matrices
+            groups = measurement_groups(circuit.measurements)
+            base = theta = tqcs = None
+        else:
+            base, theta, groups, tqcs = self._cached(key, build)
         slices, meas, n = expected_output_slices(circuit), circuit.measurements, circuit.n_qubits
 
-        def evaluate(thetas, states, state_ids):
+        def pe_pubs(thetas, states, state_ids, unitaries, pubs, where):
+            by_key: dict = {}
+            for r in range(thetas.shape[0]):
+                ukey = tuple(unitaries[gi][r].tobytes() for gi in pe)
+                by_key.setdefault((None if states is None else int(state_ids[r]), ukey), []).append(r)
+            for (s, _), rows in by_key.items():
+                rows = np.asarray(rows)
+                base_r, theta_r = _gates_only(circuit, {gi: unitaries[gi][rows[0]] for gi in pe})
+                for g, (basis, _) in enumerate(groups):
+                    qc = self._qiskit.QuantumCircuit(n)
+                    if s is not None:
+                        from qiskit.circuit.library import StatePreparation
+
+                        qc.append(StatePreparation(qnn_state_to_qiskit(states[s], n)), list(range(n)))
+                    qc.compose(base_r, inplace=True)
+                    add_basis_change(qc, basis)
+                    qc.measure_all()
+                    tqc = self._transpile(qc)
+                    pubs.append(self._pub(tqc, thetas[rows][:, columns_for(tqc, theta_r)]))
+                    where.append((g, rows))
+
+        def evaluate(thetas, states, state_ids, unitaries=None):
             N = thetas.shape[0]
             out = np.empty((N, circuit.n_outputs))
             pubs, where = [], []
-            if states is None:
+            if pe:
+                pe_pubs(thetas, states, state_ids, unitaries, pubs, where)
+            elif states is None:
                 for g, tqc in enumerate(tqcs):
                     pubs.append(self._pub(tqc, thetas[:, columns_for(tqc, theta)]))
                     where.append((g, np.arange(N)))
