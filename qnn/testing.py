@@ -8,6 +8,7 @@ from qnn.circuit import (
     GATES,
     Circuit,
     Param,
+    PauliExp,
     amplitude_embedding,
     angle_embedding,
     basic_entangler_layers,
@@ -15,7 +16,7 @@ from qnn.circuit import (
     strongly_entangling_layers,
 )
 
-__all__ = ["random_circuit", "builder_circuit", "BUILDER_KINDS"]
+__all__ = ["random_circuit", "random_pauli_circuit", "builder_circuit", "BUILDER_KINDS"]
 
 
 def random_circuit(n_qubits: int, n_gates: int = 30, seed: int = 0, *, amplitude: bool = False,
@@ -81,4 +82,40 @@ def builder_circuit(kind: str, n_qubits: int, n_layers: int = 2) -> Circuit:
         {"strongly_entangling": strongly_entangling_layers, "basic_entangler": basic_entangler_layers,
          "hardware_efficient": hardware_efficient_layers}[kind](c, n_layers)
     c.measure_z()
+    return c
+
+
+def random_pauli_circuit(n_qubits: int, n_gates: int = 12, seed: int = 0, *, n_pauli: int = 3,
+                         amplitude: bool = False, measure: str = "mixed", hermitian: bool = True) -> Circuit:
+    """:func:`random_circuit` with ``n_pauli`` random :class:`~qnn.circuit.PauliExp` gates
+    inserted at random positions (1-3 wires, a random subset of the Pauli words, coefficients
+    bound to inputs, weights and constants at random, also several words on one input) and,
+    with ``hermitian``, a random Hermitian observable on 1-2 wires measured last."""
+    import itertools
+
+    rng = np.random.default_rng(10_000 + seed)
+    c = random_circuit(n_qubits, n_gates, seed, amplitude=amplitude, measure=measure)
+    n_in = n_qubits + 1
+    for _ in range(n_pauli):
+        m = int(rng.integers(1, min(n_qubits, 3) + 1))
+        wires = tuple(int(w) for w in rng.choice(n_qubits, size=m, replace=False))
+        labels = ["".join(p) for p in itertools.product("IXYZ", repeat=m)][1:]
+        k = int(rng.integers(1, len(labels) + 1))
+        words = tuple(labels[int(i)] for i in rng.choice(len(labels), size=k, replace=False))
+        params = []
+        for _ in words:
+            r = rng.random()
+            if r < 0.4:
+                params.append(Param.input(int(rng.integers(c.n_inputs - n_in, c.n_inputs)),
+                                          scale=float(rng.uniform(0.2, 1.0)), offset=float(rng.uniform(-1, 1))))
+            elif r < 0.85:
+                params.append(Param.weight(int(rng.integers(c.n_weights)), scale=float(rng.choice([1.0, -0.5]))))
+            else:
+                params.append(Param.const(float(rng.uniform(-1, 1))))
+        c.gates.insert(int(rng.integers(len(c.gates) + 1)), PauliExp(wires, words, tuple(params)))
+    if hermitian:
+        k = int(rng.integers(1, min(n_qubits, 2) + 1))
+        wires = [int(w) for w in rng.choice(n_qubits, size=k, replace=False)]
+        a = rng.normal(size=(2**k, 2**k)) + 1j * rng.normal(size=(2**k, 2**k))
+        c.measure_hermitian((a + a.conj().T) / 2, wires)
     return c

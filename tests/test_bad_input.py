@@ -119,7 +119,7 @@ CONSTRUCTION = [
     ("gate-missing-param", lambda: Gate("RX", (0,), ()), ValueError, r"Gate: RX takes 1 Param\(s\); got \(\)"),
     ("gate-float-wire", lambda: Gate("RX", (0.5,), (Param.const(0.1),)), TypeError, r"Gate: RX wire must be an int; got 0.5"),
     ("gate-unknown", lambda: Gate("U3", (0,), ()), ValueError, r"Gate: unknown gate 'U3'"),
-    ("measurement-kind", lambda: Measurement("var", (0,)), ValueError, r"Measurement: kind must be one of \['expval', 'probs'\]; got 'var'"),
+    ("measurement-kind", lambda: Measurement("var", (0,)), ValueError, r"Measurement: kind must be one of \['expval', 'probs', 'hermitian'\]; got 'var'"),
     ("measurement-word-length", lambda: Measurement("expval", (0, 1), "Z"), ValueError,
      r"Measurement: expval needs a Pauli word of I/X/Y/Z with one letter per wire \(2\); got 'Z'"),
     ("stateprep-no-features", lambda: StatePrep(0, 0), ValueError, r"StatePrep: n_features must be an int >= 1; got 0"),

@@ -46,9 +46,14 @@ __all__ = [
     "to_qiskit",
     "to_qiskit_occurrences",
     "pauli_observable",
+    "observable",
+    "pauli_exp_gates",
+    "append_unitary",
     "probs_qargs",
     "qnn_state_to_qiskit",
     "pennylane_gate",
+    "pennylane_pauli_exp",
+    "pennylane_op",
     "pennylane_measurement",
     "to_pennylane",
     "measurement_groups",
@@ -110,6 +115,8 @@ class OccurrencePlan:
         index: (P,) input or weight index.
         scale, offset: (P,) the affine map ``angle = scale * value + offset``.
         four_term: (P,) bool, the angle belongs to a controlled rotation.
+        pauli_exp: (P,) bool, the angle is a coefficient of a ``PauliExp`` gate (differentiated
+            by the generalised shift rule of :mod:`qnn.engines._autograd`, not a two-term rule).
     """
 
     gate: np.ndarray
@@ -119,6 +126,7 @@ class OccurrencePlan:
     scale: np.ndarray
     offset: np.ndarray
     four_term: np.ndarray
+    pauli_exp: np.ndarray
 
     @property
     def n_occurrences(self) -> int:
@@ -131,8 +139,9 @@ def occurrence_plan(circuit: Circuit) -> OccurrencePlan:
         for si, p in enumerate(g.params):
             if p.kind == "const":
                 continue
-            rows.append((gi, si, p.kind == "input", p.index, p.scale, p.offset, g.name in FOUR_TERM_GATES))
-    cols = list(zip(*rows)) if rows else [()] * 7
+            rows.append((gi, si, p.kind == "input", p.index, p.scale, p.offset, g.name in FOUR_TERM_GATES,
+                         g.name == "PauliExp"))
+    cols = list(zip(*rows)) if rows else [()] * 8
     return OccurrencePlan(
         gate=np.asarray(cols[0], dtype=np.int64),
         slot=np.asarray(cols[1], dtype=np.int64),
@@ -141,6 +150,7 @@ def occurrence_plan(circuit: Circuit) -> OccurrencePlan:
         scale=np.asarray(cols[4], dtype=np.float64),
         offset=np.asarray(cols[5], dtype=np.float64),
         four_term=np.asarray(cols[6], dtype=bool),
+        pauli_exp=np.asarray(cols[7], dtype=bool),
     )
 
 
@@ -227,6 +237,17 @@ def pauli_observable(meas: Measurement, n_qubits: int):
     return qi.SparsePauliOp.from_sparse_list([(word, [w for _, w in letters], 1.0)], num_qubits=n_qubits)
 
 
+def observable(meas: Measurement, n_qubits: int):
+    """A ``SparsePauliOp`` for an ``expval`` (:func:`pauli_observable`) or ``hermitian``
+    measurement: ``SparsePauliOp.from_operator`` of the matrix (qnn order, so read by Qiskit on
+    the wires reversed), placed on its qubits with ``apply_layout``."""
+    if meas.kind != "hermitian":
+        return pauli_observable(meas, n_qubits)
+    qi = import_optional("qiskit.quantum_info", feature="Qiskit conversion")
+    op = qi.SparsePauliOp.from_operator(qi.Operator(np.array(meas.matrix, dtype=np.complex128)))
+    return op.apply_layout(list(reversed(meas.wires)), n_qubits)
+
+
 def probs_qargs(meas: Measurement) -> list[int]:
     """Qiskit ``qargs`` that make ``Statevector.probabilities(qargs)`` index the outcomes in
     qnn order (first listed wire most significant): Qiskit puts ``qargs[0]`` least significant."""
@@ -274,16 +295,40 @@ def to_qiskit(circuit: Circuit, *, state: np.ndarray | None = None):
     return qc, x, w
 
 
-def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, name: str = "theta"):
+def pauli_exp_gates(circuit: Circuit) -> list[int]:
+    """Indices in ``circuit.gates`` of the ``PauliExp`` gates."""
+    return [i for i, g in enumerate(circuit.gates) if g.name == "PauliExp"]
+
+
+def append_unitary(qc, wires: tuple[int, ...], matrix: np.ndarray) -> None:
+    """Append a ``UnitaryGate`` of a matrix in qnn order (first wire most significant) on qnn
+    ``wires``: Qiskit reads ``qargs[0]`` as the least significant bit, so the qargs are the
+    wires reversed.  Transpilation synthesises it exactly (CX + single-qubit gates)."""
+    from qiskit.circuit.library import UnitaryGate
+
+    qc.append(UnitaryGate(np.asarray(matrix, dtype=np.complex128), check_input=False), list(reversed(wires)))
+
+
+def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, name: str = "theta",
+                          unitaries: dict | None = None):
     """Qiskit circuit in the occurrence view: gate angle ``p`` (see :func:`occurrence_plan`) is
-    the bare parameter ``theta[p]``; constants are baked in.  Returns ``(QuantumCircuit, theta)``."""
+    the bare parameter ``theta[p]``; constants are baked in.  A ``PauliExp`` gate has no
+    parametrised form: it is the ``UnitaryGate`` of ``unitaries[gate index]`` (its matrix for
+    the values being evaluated, qnn order), and its occurrences do not appear in the circuit
+    (:func:`columns_for` skips them).  Returns ``(QuantumCircuit, theta)``."""
     qiskit = import_optional("qiskit", feature="Qiskit conversion")
     plan = occurrence_plan(circuit)
     theta = qiskit.circuit.ParameterVector(name, plan.n_occurrences)
     qc = qiskit.QuantumCircuit(circuit.n_qubits)
     _append_state_prep(qc, circuit, state)
     p = 0
-    for g in circuit.gates:
+    for gi, g in enumerate(circuit.gates):
+        if g.name == "PauliExp":
+            if unitaries is None or gi not in unitaries:
+                raise ValueError(f"to_qiskit_occurrences: gate {gi} is a PauliExp gate; pass its matrix in unitaries")
+            append_unitary(qc, g.wires, unitaries[gi])
+            p += sum(prm.kind != "const" for prm in g.params)
+            continue
         angles = []
         for prm in g.params:
             if prm.kind == "const":
@@ -333,11 +378,38 @@ def pennylane_gate(qml, name: str, wires: tuple[int, ...], angles: list) -> None
         raise ValueError(f"PennyLane conversion: unsupported gate {name!r}")
 
 
+def pennylane_pauli_exp(qml, gate, angles: list) -> None:
+    """Queue a :class:`~qnn.circuit.PauliExp` gate as ``qml.SpecialUnitary``: its ``theta``
+    runs over all 4^m - 1 Pauli words in PennyLane's (= qnn's IXYZ) order, zero for words the
+    gate does not use; broadcast angles (shape ``(B,)``) give a broadcast ``theta (B, 4^m - 1)``."""
+    from qnn.pauli import pauli_index
+
+    m = len(gate.wires)
+    ref = next((a for a in angles if torch.is_tensor(a)), None)
+    dtype = ref.dtype if ref is not None else torch.float64
+    zero = torch.zeros((), dtype=dtype)
+    entries = [zero] * (4**m - 1)
+    for word, a in zip(gate.words, angles):
+        entries[pauli_index(word)] = a if torch.is_tensor(a) else torch.tensor(a, dtype=dtype)
+    theta = torch.stack(torch.broadcast_tensors(*entries), -1)
+    qml.SpecialUnitary(theta, wires=list(gate.wires))
+
+
+def pennylane_op(qml, gate, angles: list) -> None:
+    """Queue any qnn gate (:func:`pennylane_gate` or :func:`pennylane_pauli_exp`)."""
+    if gate.name == "PauliExp":
+        pennylane_pauli_exp(qml, gate, angles)
+    else:
+        pennylane_gate(qml, gate.name, gate.wires, angles)
+
+
 def pennylane_measurement(qml, meas: Measurement, probs_as_projectors: bool = False):
     """``qml.expval`` of the Pauli word, or ``qml.probs`` on the wires (first wire most
     significant).  With ``probs_as_projectors`` the probabilities are returned as a tuple of
     ``qml.expval(qml.Projector(bits, wires))`` in the same basis order (for adjoint
     differentiation, whose ``qml.probs`` gradients are wrong in PennyLane 0.45.1)."""
+    if meas.kind == "hermitian":
+        return qml.expval(qml.Hermitian(np.array(meas.matrix, dtype=np.complex128), wires=list(meas.wires)))
     if meas.kind == "probs":
         if probs_as_projectors:
             k = len(meas.wires)
@@ -403,7 +475,7 @@ def to_pennylane(circuit: Circuit):
             + torch.as_tensor(plan.offset[~m], dtype=w.dtype)
         for g, angles in pennylane_angles(circuit, t_in, t_w, plan):
             angles = [a if torch.is_tensor(a) else torch.tensor(a, dtype=w.dtype) for a in angles]
-            pennylane_gate(qml, g.name, g.wires, angles)
+            pennylane_op(qml, g, angles)
         return tuple(pennylane_measurement(qml, mm) for mm in circuit.measurements)
 
     return qfunc

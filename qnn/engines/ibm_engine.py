@@ -23,7 +23,8 @@ from qnn.engines._convert import (
     columns_for,
     expected_output_slices,
     outputs_from_bits,
-    pauli_observable,
+    observable,
+    pauli_exp_gates,
     qnn_state_to_qiskit,
     unpack_bits,
     validate_run_args,
@@ -192,20 +193,26 @@ class IBMEngine(Engine):
         return prim
 
     # ------------------------------------------------------------------ transpilation
-    def _isa(self, circuit, state=None):
-        """ISA circuits for one circuit (and one initial state): ``(est_isa, observables, samp_isa)``."""
+    def _isa(self, circuit, state=None, unitaries=None):
+        """ISA circuits for one circuit (one initial state, one set of ``PauliExp`` matrices):
+        ``(est_isa, observables, samp_isa, theta)``."""
         n = circuit.n_qubits
         n_phys = getattr(self.backend, "num_qubits", None)
         if n_phys is not None and n > n_phys:
             raise ValueError(f"IBMEngine: the circuit needs {n} qubits; backend {self.backend.name!r} has {n_phys}")
-        base, theta = self._base(circuit)
+        if unitaries is None:
+            base, theta = self._base(circuit)
+        else:
+            from qnn.engines.qiskit_engine import _gates_only
+
+            base, theta = _gates_only(circuit, unitaries)
         if state is not None:
             from qiskit.circuit.library import StatePreparation
 
             qc = self._qiskit.QuantumCircuit(n)
             qc.append(StatePreparation(qnn_state_to_qiskit(state, n)), list(range(n)))
             base = qc.compose(base)
-        exp = [m for m in circuit.measurements if m.kind == "expval"]
+        exp = [m for m in circuit.measurements if m.kind != "probs"]
         has_probs = any(m.kind == "probs" for m in circuit.measurements)
         todo = []
         if exp:
@@ -216,7 +223,7 @@ class IBMEngine(Engine):
             todo.append(sq)
         isas = self.pass_manager.run(todo) if todo else []
         est_isa = isas[0] if exp else None
-        obs = [pauli_observable(m, n).apply_layout(est_isa.layout) for m in exp] if exp else []
+        obs = [observable(m, n).apply_layout(est_isa.layout) for m in exp] if exp else []
         samp_isa = isas[-1] if has_probs else None
         return est_isa, obs, samp_isa, theta
 
@@ -228,12 +235,12 @@ class IBMEngine(Engine):
             self._cache[key] = _gates_only(circuit)
         return self._cache[key]
 
-    def _cached_isa(self, circuit):
-        key = ("isa", circuit_key(circuit))
+    def _cached_isa(self, circuit, unitaries=None, ukey=None):
+        key = ("isa", circuit_key(circuit), ukey)
         if key not in self._cache:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = self._isa(circuit)
+            self._cache[key] = self._isa(circuit, None, unitaries)
         return self._cache[key]
 
     # ------------------------------------------------------------------ run
@@ -246,18 +253,25 @@ class IBMEngine(Engine):
     def _evaluator(self, circuit):
         meas = circuit.measurements
         slices = expected_output_slices(circuit)
-        exp_idx = [i for i, m in enumerate(meas) if m.kind == "expval"]
+        exp_idx = [i for i, m in enumerate(meas) if m.kind != "probs"]
         prb_idx = [i for i, m in enumerate(meas) if m.kind == "probs"]
         n = circuit.n_qubits
+        pe = pauli_exp_gates(circuit)
 
-        def evaluate(thetas, states, state_ids):
+        def evaluate(thetas, states, state_ids, unitaries=None):
             N = thetas.shape[0]
             out = np.empty((N, circuit.n_outputs))
-            if states is None:
-                parts = [(np.arange(N), self._cached_isa(circuit))]
-            else:
-                parts = [(np.flatnonzero(state_ids == s), self._isa(circuit, states[s]))
-                         for s in np.unique(state_ids)]
+            # one ISA circuit per distinct (initial state, PauliExp matrices): a PauliExp gate is
+            # synthesised from its matrix, so rows sharing the matrices share the ISA circuit
+            groups: dict = {}
+            for r in range(N):
+                ukey = tuple(unitaries[gi][r].tobytes() for gi in pe) if pe else None
+                groups.setdefault((None if states is None else int(state_ids[r]), ukey), []).append(r)
+            parts = []
+            for (s, ukey), rows in groups.items():
+                us = {gi: unitaries[gi][rows[0]] for gi in pe} if pe else None
+                isa = self._cached_isa(circuit, us, ukey) if s is None else self._isa(circuit, states[s], us)
+                parts.append((np.asarray(rows), isa))
             if exp_idx:
                 pubs = []
                 for rows, (est_isa, obs, _, theta) in parts:

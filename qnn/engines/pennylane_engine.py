@@ -23,7 +23,7 @@ from qnn.engines._convert import (
     circuit_key,
     occurrence_plan,
     pennylane_angles,
-    pennylane_gate,
+    pennylane_op,
     pennylane_measurement,
     validate_run_args,
 )
@@ -148,7 +148,7 @@ class PennyLaneEngine(Engine):
             for g, angles in pennylane_angles(circuit, theta_in, theta_w, plan):
                 # constants as torch scalars: some PennyLane matrices reject numpy * torch mixes
                 angles = [a if torch.is_tensor(a) else torch.tensor(a, dtype=dt) for a in angles]
-                pennylane_gate(qml, g.name, g.wires, angles)
+                pennylane_op(qml, g, angles)
             out = []
             for m in meas:
                 r = pennylane_measurement(qml, m, projectors)

@@ -23,7 +23,8 @@ from qnn.engines._autograd import parameter_shift_run
 from qnn.engines._convert import (
     circuit_key,
     expected_output_slices,
-    pauli_observable,
+    observable,
+    pauli_exp_gates,
     probs_qargs,
     qnn_state_to_qiskit,
     to_qiskit_occurrences,
@@ -127,6 +128,10 @@ class QiskitEngine(Engine):
         """Evaluate ``circuit`` on ``inputs (B, n_inputs)`` with ``weights (n_weights,)``;
         returns ``(B, n_outputs)`` on ``inputs.device``, differentiable by parameter shift."""
         validate_run_args("QiskitEngine", circuit, inputs, weights)
+        if self.shots is not None and any(m.kind == "hermitian" for m in circuit.measurements):
+            raise ValueError(
+                "QiskitEngine: hermitian measurements are evaluated exactly only (shots=None); got "
+                f"shots={self.shots}: measure the Pauli words of the observable (measure_pauli) to sample them")
         evaluate = self._exact_evaluator(circuit) if self.shots is None else self._shot_evaluator(circuit)
         return parameter_shift_run("QiskitEngine", evaluate, circuit, inputs, weights)
 
@@ -155,11 +160,15 @@ class QiskitEngine(Engine):
 
     def _exact_evaluator(self, circuit):
         key = ("exact", circuit_key(circuit))
+        pe = pauli_exp_gates(circuit)
 
         def build():
-            qc, theta = to_qiskit_occurrences(circuit, state=None) if circuit.state_prep is None else \
-                _gates_only(circuit)
-            obs = [pauli_observable(m, circuit.n_qubits) if m.kind == "expval" else None
+            if pe:  # rebuilt per row with that row's PauliExp matrices
+                qc, theta = None, None
+            else:
+                qc, theta = to_qiskit_occurrences(circuit, state=None) if circuit.state_prep is None else \
+                    _gates_only(circuit)
+            obs = [observable(m, circuit.n_qubits) if m.kind != "probs" else None
                    for m in circuit.measurements]
             return qc, theta, obs
 
@@ -167,18 +176,22 @@ class QiskitEngine(Engine):
         n, slices, meas = circuit.n_qubits, expected_output_slices(circuit), circuit.measurements
         Statevector = self._qi.Statevector
 
-        def evaluate(thetas, states, state_ids):
+        def evaluate(thetas, states, state_ids, unitaries=None):
             out = np.empty((thetas.shape[0], circuit.n_outputs))
             q_states = None if states is None else qnn_state_to_qiskit(states, n)
             for r in range(thetas.shape[0]):
-                bound = qc.assign_parameters(thetas[r]) if len(theta) else qc
+                if pe:
+                    qc_r, th = _gates_only(circuit, {gi: unitaries[gi][r] for gi in pe})
+                    bound = qc_r.assign_parameters(thetas[r, columns_for(qc_r, th)]) if qc_r.num_parameters else qc_r
+                else:
+                    bound = qc.assign_parameters(thetas[r]) if len(theta) else qc
                 sv = Statevector.from_label("0" * n) if q_states is None else Statevector(q_states[state_ids[r]])
                 sv = sv.evolve(bound)
                 for m, sl, o in zip(meas, slices, obs):
-                    if m.kind == "expval":
-                        out[r, sl] = float(np.real(sv.expectation_value(o)))
-                    else:
+                    if m.kind == "probs":
                         out[r, sl] = sv.probabilities(probs_qargs(m))
+                    else:
+                        out[r, sl] = float(np.real(sv.expectation_value(o)))
             return out
 
         return evaluate
@@ -199,14 +212,42 @@ class QiskitEngine(Engine):
                 tqcs.append(self._transpile(qc))
             return base, theta, groups, tqcs
 
-        base, theta, groups, tqcs = self._cached(key, build)
+        pe = pauli_exp_gates(circuit)
+        if pe:  # a PauliExp gate is synthesised from its matrix: circuits per distinct matrices
+            groups = measurement_groups(circuit.measurements)
+            base = theta = tqcs = None
+        else:
+            base, theta, groups, tqcs = self._cached(key, build)
         slices, meas, n = expected_output_slices(circuit), circuit.measurements, circuit.n_qubits
 
-        def evaluate(thetas, states, state_ids):
+        def pe_pubs(thetas, states, state_ids, unitaries, pubs, where):
+            by_key: dict = {}
+            for r in range(thetas.shape[0]):
+                ukey = tuple(unitaries[gi][r].tobytes() for gi in pe)
+                by_key.setdefault((None if states is None else int(state_ids[r]), ukey), []).append(r)
+            for (s, _), rows in by_key.items():
+                rows = np.asarray(rows)
+                base_r, theta_r = _gates_only(circuit, {gi: unitaries[gi][rows[0]] for gi in pe})
+                for g, (basis, _) in enumerate(groups):
+                    qc = self._qiskit.QuantumCircuit(n)
+                    if s is not None:
+                        from qiskit.circuit.library import StatePreparation
+
+                        qc.append(StatePreparation(qnn_state_to_qiskit(states[s], n)), list(range(n)))
+                    qc.compose(base_r, inplace=True)
+                    add_basis_change(qc, basis)
+                    qc.measure_all()
+                    tqc = self._transpile(qc)
+                    pubs.append(self._pub(tqc, thetas[rows][:, columns_for(tqc, theta_r)]))
+                    where.append((g, rows))
+
+        def evaluate(thetas, states, state_ids, unitaries=None):
             N = thetas.shape[0]
             out = np.empty((N, circuit.n_outputs))
             pubs, where = [], []
-            if states is None:
+            if pe:
+                pe_pubs(thetas, states, state_ids, unitaries, pubs, where)
+            elif states is None:
                 for g, tqc in enumerate(tqcs):
                     pubs.append(self._pub(tqc, thetas[:, columns_for(tqc, theta)]))
                     where.append((g, np.arange(N)))
@@ -240,11 +281,12 @@ class QiskitEngine(Engine):
         return evaluate
 
 
-def _gates_only(circuit):
-    """Occurrence-view Qiskit circuit of the gates alone (no state preparation)."""
+def _gates_only(circuit, unitaries: dict | None = None):
+    """Occurrence-view Qiskit circuit of the gates alone (no state preparation); ``PauliExp``
+    gates as the ``UnitaryGate`` of ``unitaries[gate index]``."""
     from qnn.circuit import Circuit
 
     c = Circuit(circuit.n_qubits)
     c.n_inputs, c.n_weights = circuit.n_inputs, circuit.n_weights
     c.gates = list(circuit.gates)
-    return to_qiskit_occurrences(c)
+    return to_qiskit_occurrences(c, unitaries=unitaries)

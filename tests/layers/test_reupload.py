@@ -57,7 +57,7 @@ def test_gradcheck_of_the_custom_function():
     th = layer.weight.detach().clone().requires_grad_()
     torch.autograd.gradcheck(
         lambda x_, t_: torch.view_as_real(_ReuploadEvolve.apply(layer.hamiltonian(x_), __import__(
-            "qnn.layers._pauli", fromlist=["su_gates"]).su_gates(t_, 2), layer._plus(), layer.t)),
+            "qnn.pauli", fromlist=["su_gates"]).su_gates(t_, 2), layer._plus(), layer.t)),
         (x, th))
 
 
