@@ -3,7 +3,8 @@
 :func:`parameter_shift_run` wraps an ``evaluate`` callback in a ``torch.autograd.Function``.
 The forward pass evaluates the circuit once for the whole batch.  The backward pass computes
 the vector-Jacobian product by **exact shift rules**, and packs every shifted point of the
-batch into **one** further ``evaluate`` call (so a hardware engine sends one job per primitive):
+batch into **one** further ``evaluate`` call (so a hardware engine sends one job per primitive);
+with ``eager=True`` the shifted points go in the forward pass's own call instead:
 
 * each parametrised gate angle ("occurrence" ``p``, see
   :func:`qnn.engines._convert.occurrence_plan`) is ``theta_p = scale_p * v + offset_p`` for an
@@ -96,11 +97,42 @@ def _check_output(owner: str, vals, n_rows: int, n_out: int) -> np.ndarray:
 class _Ctx:
     """Non-tensor state handed to the autograd Function."""
 
-    def __init__(self, owner: str, evaluate: Evaluate, circuit: Circuit):
+    def __init__(self, owner: str, evaluate: Evaluate, circuit: Circuit, eager: bool = False):
         self.owner = owner
         self.evaluate = evaluate
         self.circuit = circuit
         self.plan = occurrence_plan(circuit)
+        self.eager = eager
+
+
+def _gradient_rows(info: _Ctx, theta, u, states, need_x: bool, need_w: bool):
+    """Every shifted point the backward pass needs: ``(thetas, states, ids, meta)`` or None."""
+    plan, circuit = info.plan, info.circuit
+    B = theta.shape[0]
+    selected = (plan.is_input & need_x) | (~plan.is_input & need_w)
+    amp = u is not None and need_x
+    if not B or not (selected.any() or amp):
+        return None
+    occ, shift, coef = shift_terms(plan, selected)
+    E = occ.shape[0]
+    th = np.repeat(theta[:, None, :], E, axis=1)  # (B, E, P): rows (b, e)
+    if E:
+        th[:, np.arange(E), occ] += shift[None, :]
+    thetas = [th.reshape(B * E, plan.n_occurrences)]
+    state_list, ids, aux = None, None, None
+    if u is not None:
+        state_list = [states]
+        ids = [np.repeat(np.arange(B), E)]
+    if amp:
+        J = circuit.state_prep.n_features
+        shifted, aux = shifted_states(u, J)
+        state_list.append(shifted)
+        thetas.append(np.repeat(theta, J * 2, axis=0))
+        ids.append(B + np.arange(B * J * 2))
+    all_theta = np.concatenate(thetas, axis=0)
+    all_states = np.concatenate(state_list, axis=0) if state_list is not None else None
+    all_ids = np.concatenate(ids) if ids is not None else None
+    return all_theta, all_states, all_ids, (occ, coef, E, amp, aux)
 
 
 class _ParameterShiftFunction(torch.autograd.Function):
@@ -117,7 +149,23 @@ class _ParameterShiftFunction(torch.autograd.Function):
             u_t, m_t = scaled_features(info.owner, circuit.state_prep, circuit.n_qubits, x64)
             u, m, states = u_t.numpy(), m_t.numpy(), normalised(u_t).numpy()
             ids = np.arange(B)
-        vals = _check_output(info.owner, info.evaluate(theta, states, ids), B, O) if B else np.zeros((0, O))
+        rows = None
+        if info.eager and B:
+            # forward and every shifted point in one evaluation (one job per primitive per step)
+            rows = _gradient_rows(info, theta, u, states, bool(ctx.needs_input_grad[1]),
+                                  bool(ctx.needs_input_grad[2]))
+        ctx.shifted = None
+        if rows is not None:
+            g_theta, g_states, g_ids, meta = rows
+            all_theta = np.concatenate([theta, g_theta], axis=0)
+            if g_states is not None:  # the gradient rows' states already start with the forward ones
+                all_states, all_ids = g_states, np.concatenate([ids, g_ids])
+            else:
+                all_states, all_ids = None, None
+            res = _check_output(info.owner, info.evaluate(all_theta, all_states, all_ids), all_theta.shape[0], O)
+            vals, ctx.shifted = res[:B], (res[B:], meta)
+        else:
+            vals = _check_output(info.owner, info.evaluate(theta, states, ids), B, O) if B else np.zeros((0, O))
         ctx.info, ctx.theta, ctx.vals = info, theta, vals
         ctx.u, ctx.m, ctx.states = u, m, states
         ctx.shapes = (inputs.shape, inputs.dtype, inputs.device, weights.shape, weights.dtype, weights.device)
@@ -133,30 +181,16 @@ class _ParameterShiftFunction(torch.autograd.Function):
         gx = np.zeros(tuple(xshape))
         gw = np.zeros(tuple(wshape))
         g = grad_out.detach().to("cpu", torch.float64).numpy()
-        selected = (plan.is_input & need_x) | (~plan.is_input & need_w)
-        amp = u is not None and need_x
-        if B and (selected.any() or amp):
-            occ, shift, coef = shift_terms(plan, selected)
-            E = occ.shape[0]
-            # gate-angle shifts: rows (b, e)
-            th = np.repeat(theta[:, None, :], E, axis=1)  # (B, E, P)
-            if E:
-                th[:, np.arange(E), occ] += shift[None, :]
-            thetas = [th.reshape(B * E, plan.n_occurrences)]
-            state_list, ids = None, None
-            if u is not None:
-                state_list = [ctx.states]
-                ids = [np.repeat(np.arange(B), E)]
-            if amp:
-                J = circuit.state_prep.n_features
-                shifted, aux = shifted_states(u, J)
-                state_list.append(shifted)
-                thetas.append(np.repeat(theta, J * 2, axis=0))
-                ids.append(B + np.arange(B * J * 2))
-            all_theta = np.concatenate(thetas, axis=0)
-            states = np.concatenate(state_list, axis=0) if state_list is not None else None
-            all_ids = np.concatenate(ids) if ids is not None else None
-            res = _check_output(info.owner, info.evaluate(all_theta, states, all_ids), all_theta.shape[0], O)
+        if ctx.shifted is not None:
+            res, meta = ctx.shifted
+        else:
+            rows = _gradient_rows(info, theta, u, ctx.states, need_x, need_w)
+            res, meta = None, None
+            if rows is not None:
+                all_theta, states, all_ids, meta = rows
+                res = _check_output(info.owner, info.evaluate(all_theta, states, all_ids), all_theta.shape[0], O)
+        if meta is not None:
+            occ, coef, E, amp, aux = meta
             if E:
                 r = res[: B * E].reshape(B, E, O)
                 contrib = np.einsum("beo,bo->be", r, g) * coef[None, :]  # (B, E)
@@ -171,6 +205,7 @@ class _ParameterShiftFunction(torch.autograd.Function):
                     np.add.at(gw, plan.index[m], dtheta[:, m].sum(axis=0))
             if amp:
                 sp = circuit.state_prep
+                J = sp.n_features
                 gx[:, sp.start: sp.start + J] += input_grad(res[B * E:], aux, vals, ctx.m, g)
         grad_x = torch.as_tensor(gx, dtype=xdtype, device=xdev) if need_x else None
         grad_w = torch.as_tensor(gw, dtype=wdtype, device=wdev) if need_w else None
@@ -178,7 +213,7 @@ class _ParameterShiftFunction(torch.autograd.Function):
 
 
 def parameter_shift_run(owner: str, evaluate: Evaluate, circuit: Circuit, inputs: torch.Tensor,
-                        weights: torch.Tensor) -> torch.Tensor:
+                        weights: torch.Tensor, *, eager: bool = False) -> torch.Tensor:
     """Evaluate ``circuit`` on a batch through ``evaluate`` with parameter-shift gradients.
 
     Args:
@@ -188,9 +223,12 @@ def parameter_shift_run(owner: str, evaluate: Evaluate, circuit: Circuit, inputs
             amplitude-embedded circuit ``states (S, 2**n)`` holds normalised states in qnn basis
             order and row ``i`` starts from ``states[state_ids[i]]``, otherwise both are None.
         circuit, inputs, weights: as in :meth:`qnn.engines.Engine.run` (already validated).
+        eager: when a gradient will be needed, evaluate the forward rows and every shifted
+            point in the **same** ``evaluate`` call (so forward and backward share one job);
+            the backward pass then evaluates nothing.
 
     Returns:
         ``(B, n_outputs)`` tensor on ``inputs.device`` whose backward runs one further
         ``evaluate`` call holding every shifted point.
     """
-    return _ParameterShiftFunction.apply(_Ctx(owner, evaluate, circuit), inputs, weights)
+    return _ParameterShiftFunction.apply(_Ctx(owner, evaluate, circuit, eager), inputs, weights)
