@@ -231,4 +231,5 @@ def parameter_shift_run(owner: str, evaluate: Evaluate, circuit: Circuit, inputs
         ``(B, n_outputs)`` tensor on ``inputs.device`` whose backward runs one further
         ``evaluate`` call holding every shifted point.
     """
+    eager = eager and torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad)
     return _ParameterShiftFunction.apply(_Ctx(owner, evaluate, circuit, eager), inputs, weights)

@@ -45,12 +45,12 @@ class Capabilities:
     max_qubits: int | None = None
 
 
-def check_shots(owner: str, shots, *, allow_none: bool) -> int | None:
+def check_shots(owner: str, shots, *, allow_none: bool, none_means: str = "exact") -> int | None:
     """``shots`` as an int (or None when ``allow_none``); raises ValueError otherwise."""
     if shots is None and allow_none:
         return None
     if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
-        what = "None (exact) or a positive int" if allow_none else "a positive int"
+        what = f"None ({none_means}) or a positive int" if allow_none else "a positive int"
         raise ValueError(f"{owner}: shots must be {what}; got {shots!r}")
     return int(shots)
 

@@ -94,7 +94,7 @@ class PennyLaneEngine(Engine):
             raise ValueError(f"PennyLaneEngine: unknown PennyLane device {device!r}; installed devices are {known}")
         if diff_method not in DIFF_METHODS:
             raise ValueError(f"PennyLaneEngine: diff_method must be one of {list(DIFF_METHODS)}; got {diff_method!r}")
-        shots = check_shots("PennyLaneEngine", shots, allow_none=True)
+        shots = check_shots("PennyLaneEngine", shots, allow_none=True, none_means="analytic")
         if "wires" in device_kwargs:
             raise ValueError("PennyLaneEngine: 'wires' is set from the circuit; do not pass it")
         if "shots" in device_kwargs:  # pragma: no cover - guarded by the signature

@@ -14,6 +14,7 @@ is the dry run behind :meth:`Planner.estimate`, so an estimate is exactly what w
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -63,6 +64,13 @@ def _sha(*parts) -> str:
         h.update(p if isinstance(p, bytes) else repr(p).encode())
         h.update(b"|")
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _fake_backend(name: str):
+    """A fake backend by name (built once per process: reading its calibration is slow)."""
+    fp = import_optional("qiskit_ibm_runtime.fake_provider", feature="qnn.planner")
+    return fp.FakeProviderForBackendV2().backend(name)
 
 
 class _NullTransport(Transport):
@@ -158,7 +166,7 @@ class Planner:
 
     # ------------------------------------------------------------------ backend
     def _resolve(self, backend, service, channel, instance, token):
-        if service is not None and isinstance(service, Transport):
+        if service is not None and callable(getattr(service, "submit", None)) and callable(getattr(service, "find", None)):
             # a service that is its own transport (qnn.testing.FakeRuntimeService)
             b = service.least_busy() if backend is None else (
                 service.backend(backend) if isinstance(backend, str) else backend)
@@ -174,7 +182,7 @@ class Planner:
             fp = import_optional("qiskit_ibm_runtime.fake_provider", feature="qnn.planner")
             provider = fp.FakeProviderForBackendV2()
             try:
-                b = provider.backend(backend)
+                b = _fake_backend(backend)
             except Exception:
                 import warnings
 
