@@ -26,14 +26,14 @@ from qnn.planner._errors import (
     PlannerError,
     UnknownBackendError,
 )
-from qnn.planner._estimate import WORKLOADS, attach, estimate, hardware_engines, planner_of
+from qnn.planner._estimate import WORKLOADS, attach, estimate, evaluation_estimate, hardware_engines, planner_of
 from qnn.planner._planner import EXECUTION_MODES, Planner, active_planner
 from qnn.planner._store import JobStore
 from qnn.planner._transport import LocalTransport, RuntimeTransport, Transport
 
 __all__ = [
     "Planner", "active_planner", "EXECUTION_MODES", "Budget", "Estimate", "job_qpu_seconds",
-    "DEFAULT_JOB_OVERHEAD_S", "estimate", "WORKLOADS", "attach", "planner_of", "hardware_engines", "JobStore",
+    "DEFAULT_JOB_OVERHEAD_S", "estimate", "evaluation_estimate", "WORKLOADS", "attach", "planner_of", "hardware_engines", "JobStore",
     "Transport", "LocalTransport", "RuntimeTransport", "PlannerError", "AuthenticationError", "UnknownBackendError",
     "CircuitTooWideError", "PlanMismatchError", "BudgetExceededError", "JobFailedError",
 ]

@@ -130,3 +130,21 @@ def estimate(model, workload: str = "step", *, example: torch.Tensor, planner=No
 
 def _ceil(x: float) -> int:
     return int(math.ceil(x))
+
+
+def evaluation_estimate(model, n_evaluations: int, workload: str = "explain") -> Estimate:
+    """Estimate of ``n_evaluations`` model evaluations from the engines' declared capabilities
+    alone (no example input needed): one circuit evaluation per hardware layer and model
+    evaluation, at each engine's ``cost_per_evaluation``, plus one job overhead per job of
+    ``max_circuits_per_job`` circuits.  Scaled, so ``exact`` is False; :func:`estimate` with an
+    example input plans it exactly."""
+    est = Estimate(workload, exact=False)
+    for _, eng in hardware_engines(model):
+        caps = eng.capabilities
+        planner = getattr(eng, "planner", None)
+        per_job = getattr(planner, "max_circuits_per_job", 10_000)
+        overhead = getattr(planner, "job_overhead", 2.0)
+        jobs = _ceil(n_evaluations / per_job)
+        est = est + Estimate(workload, n_evaluations, jobs, jobs, n_evaluations * (caps.shots or 0),
+                             n_evaluations * caps.cost_per_evaluation + jobs * overhead, False, {"estimator": jobs})
+    return est
