@@ -208,8 +208,8 @@ def test_no_secret_on_disk_after_a_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QISKIT_IBM_TOKEN", secret)
     svc = FakeRuntimeService(require_token=True)
     _train(svc, tmp_path / "jobs.sqlite", steps=2)
-    model = Parallel(1)
-    qnn.save(model, tmp_path / "model.qnn")
+    qnn.save(qnn.QuantumLayer(_circuit(), engine=IBMEngine("fake_manila", shots=SHOTS), seed=0),
+             tmp_path / "model.qnn")
     for root, _, files in os.walk(tmp_path):
         for f in files:
             assert secret.encode() not in open(os.path.join(root, f), "rb").read(), f
