@@ -39,3 +39,7 @@ __all__ += ["ENGINE_NAMES", "Engine", "get_engine", "KANLinear", "QuantumLayer",
             "SwapPlan", "SwapReport", "swap"]
 
 # Subpackages (imported on use): qnn.training, qnn.qrnn, qnn.models, qnn.conformal, qnn.explain, qnn.datasets.
+
+from qnn.checkpoint import load, save  # noqa: E402
+
+__all__ += ["save", "load"]

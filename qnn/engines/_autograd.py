@@ -3,7 +3,8 @@
 :func:`parameter_shift_run` wraps an ``evaluate`` callback in a ``torch.autograd.Function``.
 The forward pass evaluates the circuit once for the whole batch.  The backward pass computes
 the vector-Jacobian product by **exact shift rules**, and packs every shifted point of the
-batch into **one** further ``evaluate`` call (so a hardware engine sends one job per primitive):
+batch into **one** further ``evaluate`` call (so a hardware engine sends one job per primitive);
+with ``eager=True`` the shifted points go in the forward pass's own call instead:
 
 * each parametrised gate angle ("occurrence" ``p``, see
   :func:`qnn.engines._convert.occurrence_plan`) is ``theta_p = scale_p * v + offset_p`` for an
@@ -105,11 +106,12 @@ def _check_output(owner: str, vals, n_rows: int, n_out: int) -> np.ndarray:
 class _Ctx:
     """Non-tensor state handed to the autograd Function."""
 
-    def __init__(self, owner: str, evaluate: Evaluate, circuit: Circuit):
+    def __init__(self, owner: str, evaluate: Evaluate, circuit: Circuit, eager: bool = False):
         self.owner = owner
         self.evaluate = evaluate
         self.circuit = circuit
         self.plan = occurrence_plan(circuit)
+        self.eager = eager
         # PauliExp gates: (gate index, words, occurrence per coefficient (-1: constant), constants)
         self.pe = []
         for gi in pauli_exp_gates(circuit):
@@ -151,6 +153,61 @@ def _repeat_u(unitaries: dict | None, k: int) -> dict | None:
     return None if unitaries is None else {gi: np.repeat(u, k, axis=0) for gi, u in unitaries.items()}
 
 
+def _gradient_rows(info: _Ctx, theta, u, states, U0, need_x: bool, need_w: bool):
+    """Every shifted point the backward pass needs, as one block of rows
+    ``(thetas, states, state ids, unitaries, meta)``, or None when no gradient is needed.
+
+    ``states`` (when the circuit is amplitude-embedded) starts with the forward rows' states, so the
+    forward rows (state ids ``0..B-1``) can be evaluated in the same call (``eager``)."""
+    plan, circuit = info.plan, info.circuit
+    B = theta.shape[0]
+    selected = (plan.is_input & need_x) | (~plan.is_input & need_w)
+    amp = u is not None and need_x
+    if not B or not (selected.any() or amp):
+        return None
+    occ, shift, coef = shift_terms(plan, selected)
+    E = occ.shape[0]
+    thetas, ids, units = [], [], []
+
+    def block(th, row_ids, us):
+        thetas.append(th)
+        ids.append(row_ids)
+        units.append(us)
+        return sum(t.shape[0] for t in thetas[:-1])
+
+    # gate-angle shifts: rows (b, e)
+    th = np.repeat(theta[:, None, :], E, axis=1)  # (B, E, P)
+    if E:
+        th[:, np.arange(E), occ] += shift[None, :]
+    block(th.reshape(B * E, plan.n_occurrences), np.repeat(np.arange(B), E), _repeat_u(U0, E))
+    # PauliExp gates: rows (b, l, +-) with the gate's matrix U_b e^{+-i pi/4 P_l}
+    pe_jobs = []
+    for entry in info.pe:
+        gi, words, cols, _ = entry
+        ks = [k for k, c in enumerate(cols) if c >= 0 and selected[c]]
+        if not ks:
+            continue
+        mq = len(words[0])
+        L = 4**mq - 1
+        omega = pauli_exp_shift_coefficients(words, torch.from_numpy(info.coefficients(entry, theta))).numpy()
+        shifted = np.einsum("bij,lsjk->blsik", U0[gi], _half_turns(mq)).reshape(B * L * 2, 2**mq, 2**mq)
+        us = _repeat_u(U0, 2 * L)
+        us[gi] = shifted
+        start = block(np.repeat(theta, 2 * L, axis=0), np.repeat(np.arange(B), 2 * L), us)
+        pe_jobs.append((cols, ks, omega, L, start))
+    aux = amp_start = None
+    all_states = states if u is not None else None
+    if amp:
+        J = circuit.state_prep.n_features
+        shifted_s, aux = shifted_states(u, J)
+        amp_start = block(np.repeat(theta, J * 2, axis=0), B + np.arange(B * J * 2), _repeat_u(U0, 2 * J))
+        all_states = np.concatenate([states, shifted_s])
+    all_theta = np.concatenate(thetas, axis=0)
+    all_ids = np.concatenate(ids) if u is not None else None
+    all_u = None if U0 is None else {gi: np.concatenate([us[gi] for us in units]) for gi in U0}
+    return all_theta, all_states, all_ids, all_u, (occ, coef, E, pe_jobs, amp, amp_start, aux)
+
+
 class _ParameterShiftFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, info: _Ctx, inputs: torch.Tensor, weights: torch.Tensor):
@@ -166,7 +223,22 @@ class _ParameterShiftFunction(torch.autograd.Function):
             u, m, states = u_t.numpy(), m_t.numpy(), normalised(u_t).numpy()
             ids = np.arange(B)
         unitaries = info.unitaries(theta) if B else None
-        vals = _check_output(info.owner, info.call(theta, states, ids, unitaries), B, O) if B else np.zeros((0, O))
+        rows = None
+        if info.eager and B:
+            # forward and every shifted point in one evaluation (one job per primitive per step)
+            rows = _gradient_rows(info, theta, u, states, unitaries, bool(ctx.needs_input_grad[1]),
+                                  bool(ctx.needs_input_grad[2]))
+        ctx.shifted = None
+        if rows is not None:
+            g_theta, g_states, g_ids, g_u, meta = rows
+            all_theta = np.concatenate([theta, g_theta], axis=0)
+            all_ids = None if g_ids is None else np.concatenate([ids, g_ids])
+            all_u = None if unitaries is None else {gi: np.concatenate([unitaries[gi], g_u[gi]]) for gi in unitaries}
+            res = _check_output(info.owner, info.call(all_theta, g_states, all_ids, all_u), all_theta.shape[0], O)
+            vals, ctx.shifted = res[:B], (res[B:], meta)
+        else:
+            vals = (_check_output(info.owner, info.call(theta, states, ids, unitaries), B, O) if B
+                    else np.zeros((0, O)))
         ctx.info, ctx.theta, ctx.vals, ctx.unitaries = info, theta, vals, unitaries
         ctx.u, ctx.m, ctx.states = u, m, states
         ctx.shapes = (inputs.shape, inputs.dtype, inputs.device, weights.shape, weights.dtype, weights.device)
@@ -174,7 +246,7 @@ class _ParameterShiftFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        info, theta, vals, u, U0 = ctx.info, ctx.theta, ctx.vals, ctx.u, ctx.unitaries
+        info, theta, vals, u = ctx.info, ctx.theta, ctx.vals, ctx.u
         plan, circuit = info.plan, info.circuit
         xshape, xdtype, xdev, wshape, wdtype, wdev = ctx.shapes
         need_x, need_w = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
@@ -182,49 +254,16 @@ class _ParameterShiftFunction(torch.autograd.Function):
         gx = np.zeros(tuple(xshape))
         gw = np.zeros(tuple(wshape))
         g = grad_out.detach().to("cpu", torch.float64).numpy()
-        selected = (plan.is_input & need_x) | (~plan.is_input & need_w)
-        amp = u is not None and need_x
-        if B and (selected.any() or amp):
-            occ, shift, coef = shift_terms(plan, selected)
-            E = occ.shape[0]
-            # blocks of rows, each (thetas, state ids, unitaries); all evaluated in one call
-            thetas, ids, units = [], [], []
-
-            def block(th, row_ids, us):
-                thetas.append(th)
-                ids.append(row_ids)
-                units.append(us)
-                return sum(t.shape[0] for t in thetas[:-1])
-
-            # gate-angle shifts: rows (b, e)
-            th = np.repeat(theta[:, None, :], E, axis=1)  # (B, E, P)
-            if E:
-                th[:, np.arange(E), occ] += shift[None, :]
-            block(th.reshape(B * E, plan.n_occurrences), np.repeat(np.arange(B), E), _repeat_u(U0, E))
-            # PauliExp gates: rows (b, l, +-) with the gate's matrix U_b e^{+-i pi/4 P_l}
-            pe_jobs = []
-            for entry in info.pe:
-                gi, words, cols, _ = entry
-                ks = [k for k, c in enumerate(cols) if c >= 0 and selected[c]]
-                if not ks:
-                    continue
-                mq = len(words[0])
-                L = 4**mq - 1
-                omega = pauli_exp_shift_coefficients(words, torch.from_numpy(info.coefficients(entry, theta))).numpy()
-                shifted = np.einsum("bij,lsjk->blsik", U0[gi], _half_turns(mq)).reshape(B * L * 2, 2**mq, 2**mq)
-                us = _repeat_u(U0, 2 * L)
-                us[gi] = shifted
-                start = block(np.repeat(theta, 2 * L, axis=0), np.repeat(np.arange(B), 2 * L), us)
-                pe_jobs.append((cols, ks, omega, L, start))
-            if amp:
-                J = circuit.state_prep.n_features
-                shifted_s, aux = shifted_states(u, J)
-                amp_start = block(np.repeat(theta, J * 2, axis=0), B + np.arange(B * J * 2), _repeat_u(U0, 2 * J))
-            all_theta = np.concatenate(thetas, axis=0)
-            states = np.concatenate([ctx.states, shifted_s] if amp else [ctx.states]) if u is not None else None
-            all_ids = np.concatenate(ids) if u is not None else None
-            all_u = None if U0 is None else {gi: np.concatenate([us[gi] for us in units]) for gi in U0}
-            res = _check_output(info.owner, info.call(all_theta, states, all_ids, all_u), all_theta.shape[0], O)
+        res = meta = None
+        if ctx.shifted is not None:
+            res, meta = ctx.shifted
+        else:
+            rows = _gradient_rows(info, theta, u, ctx.states, ctx.unitaries, need_x, need_w)
+            if rows is not None:
+                all_theta, states, all_ids, all_u, meta = rows
+                res = _check_output(info.owner, info.call(all_theta, states, all_ids, all_u), all_theta.shape[0], O)
+        if meta is not None:
+            occ, coef, E, pe_jobs, amp, amp_start, aux = meta
             dtheta = np.zeros((B, plan.n_occurrences))
             if E:
                 r = res[: B * E].reshape(B, E, O)
@@ -246,6 +285,7 @@ class _ParameterShiftFunction(torch.autograd.Function):
                     np.add.at(gw, plan.index[m], dtheta[:, m].sum(axis=0))
             if amp:
                 sp = circuit.state_prep
+                J = sp.n_features
                 gx[:, sp.start: sp.start + J] += input_grad(res[amp_start:], aux, vals, ctx.m, g)
         grad_x = torch.as_tensor(gx, dtype=xdtype, device=xdev) if need_x else None
         grad_w = torch.as_tensor(gw, dtype=wdtype, device=wdev) if need_w else None
@@ -253,7 +293,7 @@ class _ParameterShiftFunction(torch.autograd.Function):
 
 
 def parameter_shift_run(owner: str, evaluate: Evaluate, circuit: Circuit, inputs: torch.Tensor,
-                        weights: torch.Tensor) -> torch.Tensor:
+                        weights: torch.Tensor, *, eager: bool = False) -> torch.Tensor:
     """Evaluate ``circuit`` on a batch through ``evaluate`` with parameter-shift gradients.
 
     Args:
@@ -263,9 +303,13 @@ def parameter_shift_run(owner: str, evaluate: Evaluate, circuit: Circuit, inputs
             amplitude-embedded circuit ``states (S, 2**n)`` holds normalised states in qnn basis
             order and row ``i`` starts from ``states[state_ids[i]]``, otherwise both are None.
         circuit, inputs, weights: as in :meth:`qnn.engines.Engine.run` (already validated).
+        eager: when a gradient will be needed, evaluate the forward rows and every shifted
+            point in the **same** ``evaluate`` call (so forward and backward share one job);
+            the backward pass then evaluates nothing.
 
     Returns:
         ``(B, n_outputs)`` tensor on ``inputs.device`` whose backward runs one further
         ``evaluate`` call holding every shifted point.
     """
-    return _ParameterShiftFunction.apply(_Ctx(owner, evaluate, circuit), inputs, weights)
+    eager = eager and torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad)
+    return _ParameterShiftFunction.apply(_Ctx(owner, evaluate, circuit, eager), inputs, weights)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from qnn._optional import import_optional
-from qnn.engines import Engine
+from qnn.engines import Capabilities, Engine, check_seed, check_shots
 from qnn.engines._autograd import parameter_shift_run
 from qnn.engines._convert import (
     circuit_key,
@@ -82,40 +82,68 @@ class QiskitEngine(Engine):
     name = "qiskit"
 
     def __init__(self, shots: int | None = None, noise_model=None, seed: int | None = None,
-                 method: str = "statevector"):
-        if shots is not None and (isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1):
-            raise ValueError(f"QiskitEngine: shots must be None (exact) or a positive int; got {shots!r}")
+                 method: str = "statevector", noise_backend: str | None = None):
+        shots = check_shots("QiskitEngine", shots, allow_none=True)
+        if noise_backend is not None:
+            if noise_model is not None:
+                raise ValueError("QiskitEngine: give noise_model or noise_backend, not both")
+            noise_model = _noise_model_of(noise_backend)
+        elif isinstance(noise_model, dict):  # from config()
+            noise_model = import_optional("qiskit_aer.noise", feature="QiskitEngine").NoiseModel.from_dict(noise_model)
         if method not in _AER_METHODS:
             raise ValueError(f"QiskitEngine: method must be one of {list(_AER_METHODS)}; got {method!r}")
         if shots is None and noise_model is not None:
             raise ValueError("QiskitEngine: a noise_model needs shots=<int> (exact mode is noiseless); got shots=None")
         if shots is None and method != "statevector":
             raise ValueError(f"QiskitEngine: exact mode (shots=None) uses method='statevector'; got {method!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"QiskitEngine: seed must be None or an int; got {type(seed).__name__}")
-        self._qiskit = import_optional("qiskit", feature="QiskitEngine")
-        self._qi = import_optional("qiskit.quantum_info", feature="QiskitEngine")
-        self.shots = None if shots is None else int(shots)
+        seed = check_seed("QiskitEngine", seed)
+        import_optional("qiskit", feature="QiskitEngine")
+        self.shots = shots
         self.noise_model = noise_model
+        self.noise_backend = noise_backend
         self.seed = seed
         self.method = method
         self._rng = np.random.default_rng(seed)
         self._cache: dict = {}
-        self._sim = None
         if self.shots is not None:
-            aer = import_optional("qiskit_aer", feature="QiskitEngine(shots=...)")
+            import_optional("qiskit_aer", feature="QiskitEngine(shots=...)")
             opts = {"method": method}
             if noise_model is not None:
                 opts["noise_model"] = noise_model
             self._backend_options = opts
-            self._sim = aer.AerSimulator(**opts)
-            self._sampler_cls = import_optional("qiskit_aer.primitives", feature="QiskitEngine").SamplerV2
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def _qiskit(self):
+        return import_optional("qiskit", feature="QiskitEngine")
+
+    @property
+    def _qi(self):
+        return import_optional("qiskit.quantum_info", feature="QiskitEngine")
+
+    @property
+    def _sampler_cls(self):
+        return import_optional("qiskit_aer.primitives", feature="QiskitEngine").SamplerV2
+
+    def _options(self) -> dict:
+        opts = {"shots": self.shots, "seed": self.seed, "method": self.method}
+        if self.noise_backend is not None:
+            opts["noise_backend"] = self.noise_backend
+        elif self.noise_model is not None:
+            opts["noise_model"] = _plain_noise_dict(self.noise_model)
+        return opts
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(hardware=False, shots=self.shots, exact_gradients=True)
 
     def __repr__(self) -> str:
         args = []
         if self.shots is not None:
             args.append(f"shots={self.shots}")
-        if self.noise_model is not None:
+        if self.noise_backend is not None:
+            args.append(f"noise_backend={self.noise_backend!r}")
+        elif self.noise_model is not None:
             args.append("noise_model=<NoiseModel>")
         if self.seed is not None:
             args.append(f"seed={self.seed}")
@@ -279,6 +307,28 @@ class QiskitEngine(Engine):
             return out
 
         return evaluate
+
+
+def _noise_model_of(backend_name: str):
+    """Aer noise model of a fake IBM backend given by name (``"fake_manila"``)."""
+    if not isinstance(backend_name, str) or not backend_name.startswith("fake_"):
+        raise ValueError(f"QiskitEngine: noise_backend must be a fake backend name such as 'fake_manila'; "
+                         f"got {backend_name!r}")
+    fp = import_optional("qiskit_ibm_runtime.fake_provider", feature="QiskitEngine(noise_backend=...)")
+    try:
+        backend = fp.FakeProviderForBackendV2().backend(backend_name)
+    except Exception:
+        raise ValueError(f"QiskitEngine: unknown fake backend {backend_name!r}") from None
+    return import_optional("qiskit_aer.noise", feature="QiskitEngine").NoiseModel.from_backend(backend)
+
+
+def _plain_noise_dict(noise_model) -> dict:
+    """A NoiseModel as plain values (complex numbers as [re, im] pairs are what
+    ``to_dict(serializable=True)`` gives)."""
+    import json
+
+    return json.loads(json.dumps(noise_model.to_dict(serializable=True), default=lambda o: [o.real, o.imag]
+                                 if isinstance(o, complex) else str(o)))
 
 
 def _gates_only(circuit, unitaries: dict | None = None):

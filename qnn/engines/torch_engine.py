@@ -882,6 +882,10 @@ class TorchEngine(Engine):
                  autograd_max_bytes: int = 2**30):
         if mode not in MODES:
             raise ValueError(f"TorchEngine: mode must be one of {list(MODES)}; got {mode!r}")
+        if isinstance(dtype, str):  # from config(): "complex128"
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ValueError(f"TorchEngine: dtype must be a torch dtype or its name; got {dtype!r}")
+            dtype = getattr(torch, dtype)
         if dtype is not None:
             _complex_dtype(dtype, torch.zeros(0))
         if max_memory_bytes is not None and (not isinstance(max_memory_bytes, (int, float)) or max_memory_bytes <= 0):
@@ -907,6 +911,12 @@ class TorchEngine(Engine):
 
     def __repr__(self) -> str:
         return f"TorchEngine(mode={self.mode!r}, dtype={self.dtype}, device={self.device})"
+
+    def _options(self) -> dict:
+        return {"dtype": None if self.dtype is None else str(self.dtype).replace("torch.", ""),
+                "device": None if self.device is None else str(self.device), "mode": self.mode,
+                "max_memory_bytes": self.max_memory_bytes, "block_size": self.block_size,
+                "unitary_max_qubits": self.unitary_max_qubits, "autograd_max_bytes": self.autograd_max_bytes}
 
     # ------------------------------------------------------------------ plans
     @staticmethod
