@@ -65,7 +65,7 @@ FOUR_TERM_GATES = frozenset({"CRX", "CRY", "CRZ", "MCRY"})
 
 
 # ---------------------------------------------------------------------------- checks
-def validate_run_args(owner: str, circuit, inputs, weights) -> None:
+def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: bool = True) -> None:
     """Check the engine contract: ``inputs (B, n_inputs)``, ``weights (n_weights,)``, real
     floating tensors with finite values.  Raises TypeError / ValueError naming what was
     expected and what was given."""
@@ -89,7 +89,7 @@ def validate_run_args(owner: str, circuit, inputs, weights) -> None:
         raise ValueError(f"{owner}: inputs contain NaN or inf")
     if not bool(torch.isfinite(weights).all()):
         raise ValueError(f"{owner}: weights contain NaN or inf")
-    if not circuit.measurements:
+    if need_measurements and not circuit.measurements:
         raise ValueError(f"{owner}: the circuit has no measurements (use measure_z / measure_pauli / measure_probs)")
 
 
