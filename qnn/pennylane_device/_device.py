@@ -308,6 +308,7 @@ class QnnTorchDevice(Device):
     def execute_and_compute_derivatives(self, circuits, execution_config=None):
         return self.execute(circuits, execution_config), self.compute_derivatives(circuits, execution_config)
 
+    @torch.enable_grad()
     def _jacobian(self, tape):
         theta0, shapes, sizes, f = self._torch_fn(tape)
         res0 = f(theta0)
@@ -342,6 +343,7 @@ class QnnTorchDevice(Device):
         out = [self._vjp(t, dy, with_value=True) for t, dy in zip(circuits, cotangents)]
         return tuple(o[0] for o in out), tuple(o[1] for o in out)
 
+    @torch.enable_grad()  # PennyLane's torch interface calls this inside a backward (grad mode off)
     def _vjp(self, tape, dy, with_value=False):
         theta0, shapes, sizes, f = self._torch_fn(tape)
         th = theta0.clone().requires_grad_(True)
