@@ -547,6 +547,40 @@ class Circuit:
                 return b
         raise KeyError(f"Circuit: no weight block named {name!r}; have {[b.name for b in self.weight_blocks]}")
 
+    # ------------------------------------------------------------------ interop (qnn.interop)
+    @classmethod
+    def from_qiskit(cls, qc, inputs=None, weights=None, *, warn: bool = True) -> "Circuit":
+        """A circuit from a Qiskit ``QuantumCircuit``; see :func:`qnn.interop.from_qiskit`."""
+        from qnn.interop import from_qiskit
+
+        return from_qiskit(qc, inputs, weights, warn=warn)
+
+    @classmethod
+    def from_pennylane(cls, tape_or_qnode, *args, inputs=None, **kwargs):
+        """``(circuit, weights)`` from a PennyLane tape or QNode; see :func:`qnn.interop.from_pennylane`."""
+        from qnn.interop import from_pennylane
+
+        return from_pennylane(tape_or_qnode, *args, inputs=inputs, **kwargs)
+
+    @classmethod
+    def from_qasm(cls, text: str, inputs=None, weights=None, *, warn: bool = True) -> "Circuit":
+        """A circuit from an OpenQASM 3 program; see :func:`qnn.interop.from_qasm`."""
+        from qnn.interop import from_qasm
+
+        return from_qasm(text, inputs, weights, warn=warn)
+
+    def to_qiskit(self, *, state=None):
+        """``(QuantumCircuit, x, w)``; see :func:`qnn.interop.to_qiskit`."""
+        from qnn.interop import to_qiskit
+
+        return to_qiskit(self, state=state)
+
+    def to_qasm(self) -> str:
+        """The OpenQASM 3 program of the gates; see :func:`qnn.interop.to_qasm`."""
+        from qnn.interop import to_qasm
+
+        return to_qasm(self)
+
     def __repr__(self) -> str:
         return (
             f"Circuit(n_qubits={self.n_qubits}, gates={len(self.gates)}, inputs={self.n_inputs}, "

@@ -160,7 +160,7 @@ CONSTRUCTION = [
     ("qiskit-noise-without-shots", lambda: _engine_cls("qiskit")(noise_model=object()), ValueError,
      r"QiskitEngine: a noise_model needs shots=<int>"),
     ("qiskit-method", lambda: _engine_cls("qiskit")(shots=10, method="magic"), ValueError, r"QiskitEngine: method must be one of"),
-    ("ibm-fake-name", lambda: _engine_cls("ibm")("fake_nowhere"), ValueError, r"IBMEngine: unknown fake backend 'fake_nowhere'"),
+    ("ibm-fake-name", lambda: _engine_cls("ibm")("fake_nowhere"), ValueError, r"unknown fake backend 'fake_nowhere'; valid names are"),
     ("ibm-shots", lambda: _engine_cls("ibm")(_fake_manila(), shots=0), ValueError, r"IBMEngine: shots must be a positive int; got 0"),
     ("ibm-optimization-level", lambda: _engine_cls("ibm")(_fake_manila(), optimization_level=5), ValueError,
      r"IBMEngine: optimization_level must be 0, 1, 2 or 3; got 5"),

@@ -126,16 +126,13 @@ class _Encoder:
 
 
 def _qasm3(circuit) -> str | None:
+    """OpenQASM 3 beside qnn's own form, or None where the circuit has none (an amplitude
+    embedding, a PauliExp gate) or qiskit is not installed; qnn's form is always kept."""
     try:
-        from qiskit import qasm3
+        from qnn.interop import to_qasm
 
-        from qnn.engines._convert import to_qiskit
-    except ImportError:
-        return None
-    try:
-        qc, _, _ = to_qiskit(circuit)
-        return qasm3.dumps(qc)
-    except Exception:  # noqa: BLE001 - some gates have no OpenQASM 3 form; qnn's form is kept
+        return to_qasm(circuit)
+    except Exception:  # noqa: BLE001 - ImportError, or a circuit without an OpenQASM 3 form
         return None
 
 

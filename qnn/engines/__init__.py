@@ -103,3 +103,8 @@ def get_engine(engine: "str | Engine" = "torch", **options: Any) -> Engine:
         raise ValueError(f"Unknown engine {engine!r}; valid engines are {list(ENGINE_NAMES)}")
     module, cls = _REGISTRY[engine].split(":")
     return getattr(importlib.import_module(module), cls)(**options)
+
+
+from qnn.engines._convert import to_pennylane  # noqa: E402  (public exporter; uses qnn.interop's gate table)
+
+__all__ += ["to_pennylane"]

@@ -17,7 +17,7 @@ explicitly, and :func:`qnn_state_to_qiskit` / :func:`probs_qargs` convert basis 
 
 Example:
     >>> import qnn
-    >>> from qnn.engines._convert import to_qiskit
+    >>> from qnn.interop import to_qiskit
     >>> c = qnn.Circuit(2)
     >>> _ = qnn.angle_embedding(c)
     >>> _ = qnn.basic_entangler_layers(c, 1)
@@ -36,6 +36,8 @@ import torch
 from qnn._optional import import_optional
 from qnn.circuit import Circuit, Measurement
 from qnn.engines._amplitude import amplitude_states
+from qnn.interop import append_state_prep, qiskit_append, qnn_state_to_qiskit, to_qiskit
+from qnn.interop import pennylane_op as interop_pennylane_op
 
 __all__ = [
     "validate_run_args",
@@ -69,7 +71,7 @@ FOUR_TERM_GATES = frozenset({"CRX", "CRY", "CRZ", "MCRY"})
 
 
 # ---------------------------------------------------------------------------- checks
-def validate_run_args(owner: str, circuit, inputs, weights) -> None:
+def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: bool = True) -> None:
     """Check the engine contract: ``inputs (B, n_inputs)``, ``weights (n_weights,)``, real
     floating tensors with finite values.  Raises TypeError / ValueError naming what was
     expected and what was given."""
@@ -93,7 +95,7 @@ def validate_run_args(owner: str, circuit, inputs, weights) -> None:
         raise ValueError(f"{owner}: inputs contain NaN or inf")
     if not bool(torch.isfinite(weights).all()):
         raise ValueError(f"{owner}: weights contain NaN or inf")
-    if not circuit.measurements:
+    if need_measurements and not circuit.measurements:
         raise ValueError(f"{owner}: the circuit has no measurements (use measure_z / measure_pauli / measure_probs)")
 
 
@@ -175,58 +177,6 @@ def occurrence_angles(plan: OccurrencePlan, inputs: torch.Tensor, weights: torch
 
 
 # ---------------------------------------------------------------------------- Qiskit
-def _qiskit_gate(qc, name: str, wires: tuple[int, ...], angles: list) -> None:
-    """Append one qnn gate to a Qiskit circuit (qnn wire w = Qiskit qubit w)."""
-    if name == "RX":
-        qc.rx(angles[0], wires[0])
-    elif name == "RY":
-        qc.ry(angles[0], wires[0])
-    elif name == "RZ":
-        qc.rz(angles[0], wires[0])
-    elif name == "Rot":  # Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
-        qc.rz(angles[0], wires[0])
-        qc.ry(angles[1], wires[0])
-        qc.rz(angles[2], wires[0])
-    elif name == "PhaseShift":
-        qc.p(angles[0], wires[0])
-    elif name == "H":
-        qc.h(wires[0])
-    elif name == "X":
-        qc.x(wires[0])
-    elif name == "Y":
-        qc.y(wires[0])
-    elif name == "Z":
-        qc.z(wires[0])
-    elif name == "CNOT":
-        qc.cx(wires[0], wires[1])
-    elif name == "CZ":
-        qc.cz(wires[0], wires[1])
-    elif name == "CRX":
-        qc.crx(angles[0], wires[0], wires[1])
-    elif name == "CRY":
-        qc.cry(angles[0], wires[0], wires[1])
-    elif name == "CRZ":
-        qc.crz(angles[0], wires[0], wires[1])
-    elif name == "SWAP":
-        qc.swap(wires[0], wires[1])
-    elif name == "MCRY":
-        from qiskit.circuit.library import RYGate
-
-        qc.append(RYGate(angles[0]).control(len(wires) - 1), list(wires))
-    else:  # pragma: no cover - Circuit.add validates names
-        raise ValueError(f"to_qiskit: unsupported gate {name!r}")
-
-
-def qnn_state_to_qiskit(state: np.ndarray, n_qubits: int) -> np.ndarray:
-    """Reorder a state vector (..., 2**n) from qnn order (wire 0 most significant) to Qiskit
-    order (qubit 0 least significant) with qnn wire w = Qiskit qubit w: a bit reversal."""
-    lead = state.shape[:-1]
-    t = state.reshape(lead + (2,) * n_qubits)
-    k = len(lead)
-    perm = tuple(range(k)) + tuple(k + n_qubits - 1 - i for i in range(n_qubits))
-    return np.ascontiguousarray(t.transpose(perm)).reshape(lead + (2**n_qubits,))
-
-
 def pauli_observable(meas: Measurement, n_qubits: int):
     """A ``SparsePauliOp`` for a qnn Pauli-word measurement (letters placed on their qubits)."""
     qi = import_optional("qiskit.quantum_info", feature="Qiskit conversion")
@@ -254,47 +204,6 @@ def probs_qargs(meas: Measurement) -> list[int]:
     return list(reversed(meas.wires))
 
 
-def to_qiskit(circuit: Circuit, *, state: np.ndarray | None = None):
-    """Export a qnn circuit as a parametrised Qiskit ``QuantumCircuit``.
-
-    Angles become ``scale * x[i] + offset`` / ``scale * w[k] + offset`` with ``x``, ``w``
-    ``ParameterVector`` objects of length ``n_inputs`` / ``n_weights``.  Measurements are not
-    appended (use :func:`pauli_observable` for estimators).
-
-    Args:
-        circuit: the qnn circuit.
-        state: for an amplitude-embedded circuit, the normalised state (qnn basis order) to
-            prepare; required there, because state preparation cannot take Qiskit parameters.
-
-    Returns:
-        ``(QuantumCircuit, x, w)``.
-
-    Example:
-        >>> import qnn
-        >>> c = qnn.Circuit(1); _ = c.new_inputs(1); c.add("RX", 0, [qnn.Param.input(0, 2.0)])
-        Circuit(n_qubits=1, gates=1, inputs=1, weights=0, outputs=0)
-        >>> qc, x, w = to_qiskit(c)
-        >>> str(qc.data[0].operation.params[0])
-        '2*x[0]'
-    """
-    qiskit = import_optional("qiskit", feature="to_qiskit")
-    x = qiskit.circuit.ParameterVector("x", circuit.n_inputs)
-    w = qiskit.circuit.ParameterVector("w", circuit.n_weights)
-    qc = qiskit.QuantumCircuit(circuit.n_qubits)
-    _append_state_prep(qc, circuit, state)
-    for g in circuit.gates:
-        angles = []
-        for p in g.params:
-            if p.kind == "const":
-                angles.append(p.offset)
-            else:
-                src = x if p.kind == "input" else w
-                expr = src[p.index] if p.scale == 1.0 else p.scale * src[p.index]
-                angles.append(expr + p.offset if p.offset != 0.0 else expr)
-        _qiskit_gate(qc, g.name, g.wires, angles)
-    return qc, x, w
-
-
 def pauli_exp_gates(circuit: Circuit) -> list[int]:
     """Indices in ``circuit.gates`` of the ``PauliExp`` gates."""
     return [i for i, g in enumerate(circuit.gates) if g.name == "PauliExp"]
@@ -320,7 +229,7 @@ def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, 
     plan = occurrence_plan(circuit)
     theta = qiskit.circuit.ParameterVector(name, plan.n_occurrences)
     qc = qiskit.QuantumCircuit(circuit.n_qubits)
-    _append_state_prep(qc, circuit, state)
+    append_state_prep(qc, circuit, state)
     p = 0
     for gi, g in enumerate(circuit.gates):
         if g.name == "PauliExp":
@@ -336,46 +245,14 @@ def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, 
             else:
                 angles.append(theta[p])
                 p += 1
-        _qiskit_gate(qc, g.name, g.wires, angles)
+        qiskit_append(qc, g.name, g.wires, angles)
     return qc, theta
-
-
-def _append_state_prep(qc, circuit: Circuit, state) -> None:
-    if circuit.state_prep is None:
-        if state is not None:
-            raise ValueError("to_qiskit: state given but the circuit has no amplitude embedding")
-        return
-    if state is None:
-        raise ValueError(
-            "to_qiskit: the circuit starts with an amplitude embedding; pass state=<normalised "
-            f"vector of length {2**circuit.n_qubits}> (Qiskit state preparation takes no parameters)"
-        )
-    from qiskit.circuit.library import StatePreparation
-
-    state = np.asarray(state, dtype=np.float64).reshape(-1)
-    if state.shape[0] != 2**circuit.n_qubits:
-        raise ValueError(f"to_qiskit: state must have length {2**circuit.n_qubits}; got {state.shape[0]}")
-    qc.append(StatePreparation(qnn_state_to_qiskit(state, circuit.n_qubits)), list(range(circuit.n_qubits)))
 
 
 # ---------------------------------------------------------------------------- PennyLane
 def pennylane_gate(qml, name: str, wires: tuple[int, ...], angles: list) -> None:
-    """Queue one qnn gate as PennyLane operation(s) (same conventions, so a 1:1 map)."""
-    w = list(wires)
-    if name in ("RX", "RY", "RZ", "PhaseShift", "CRX", "CRY", "CRZ"):
-        getattr(qml, name)(angles[0], wires=w)
-    elif name == "Rot":
-        qml.Rot(angles[0], angles[1], angles[2], wires=w)
-    elif name == "H":
-        qml.Hadamard(wires=w)
-    elif name in ("X", "Y", "Z"):
-        {"X": qml.PauliX, "Y": qml.PauliY, "Z": qml.PauliZ}[name](wires=w)
-    elif name in ("CNOT", "CZ", "SWAP"):
-        getattr(qml, name)(wires=w)
-    elif name == "MCRY":
-        qml.ctrl(qml.RY(angles[0], wires=w[-1]), control=w[:-1])
-    else:  # pragma: no cover
-        raise ValueError(f"PennyLane conversion: unsupported gate {name!r}")
+    """Queue one qnn gate as a PennyLane operation (the shared table of :mod:`qnn.interop`)."""
+    interop_pennylane_op(name, wires, angles)
 
 
 def pennylane_pauli_exp(qml, gate, angles: list) -> None:

@@ -1176,3 +1176,25 @@ class TorchEngine(Engine):
                 raise ValueError(mode)
         out = runner.measure(psi, fold=mode != "gates" and runner.fold)
         return out.to(device=out_device, dtype=out_dtype)
+
+    def state(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The final state vectors ``(B, 2**n)`` (complex, qnn basis order: wire 0 most
+        significant) of ``circuit``'s gates on ``inputs (B, n_inputs)``, ``weights
+        (n_weights,)``; differentiable by autograd.  Measurements are ignored (none needed).
+        Runs the fused ops of the ``blocked`` path under plain autograd."""
+        validate_run_args("TorchEngine.state", circuit, inputs, weights, need_measurements=False)
+        out_device = inputs.device
+        device = self.device or inputs.device
+        cdtype = _complex_dtype(self.dtype, inputs)
+        rdtype = _real_of(cdtype)
+        B = inputs.shape[0]
+        x = inputs.to(device=device, dtype=rdtype)
+        w = weights.to(device=device, dtype=rdtype)
+        self.check_memory(circuit, max(B, 1), "blocked", device, cdtype)
+        plan = self.plan(circuit)
+        runner = self._runner(plan, device, cdtype)
+        sh, ps = runner.angles(x, w)
+        psi = runner.init_state(x, sh, ps, B)
+        mats = runner.op_matrices(plan.ops, sh, ps, B)
+        psi = runner.apply_ops(psi, plan.ops, mats)
+        return psi.transpose(0, 1).to(out_device)
