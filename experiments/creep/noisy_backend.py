@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
         f"torch engine ({len(tr)} train / {len(te)} test images); the same weights evaluated on each engine.\n\n"
         + "\n".join(md) + "\n\nEstimated QPU seconds use qnn.planner's per-job model (overhead + shots x "
         "(circuit duration + rep_delay); the 2 s job overhead is an assumption, see qnn/planner/_cost.py); a training "
-        "step packs forward and parameter-shift rows into one job.\n\nCommand: `{' '.join(['python'] + sys.argv)}`\n")
+        f"step packs forward and parameter-shift rows into as few jobs as the backend limits allow (300 circuits per job on FakeManilaV2).\n\nCommand: `{' '.join(['python'] + sys.argv)}`\n")
     return result
 
 
