@@ -1,48 +1,23 @@
 """``qnn hardware``: estimate the cost of a circuit workload and submit it to a backend.
 
-:func:`estimate_cost` is the one place the command computes a cost; it is a stand-in to be
-rewired to ``qnn.planner`` (in progress on another branch) once that package is on main.
-Submission runs the circuit through qnn's ``ibm`` engine (qiskit-ibm-runtime): a
-``fake_provider`` backend (``fake_manila``, the default) runs locally with that device's noise
-model and needs no account; a real backend name needs a saved IBM Quantum account and ``--yes``.
+:func:`estimate_cost` is the one place the command computes a cost: it builds the workload as a
+``QuantumLayer`` on qnn's ``ibm`` engine for the chosen backend and asks
+:func:`qnn.planner.estimate`, which dry-runs the planner's own transpilation and packing (so the
+figures are what would be sent: circuits, PUBs, jobs, shots, estimated QPU seconds).
+Submission runs the circuit through the same engine (qiskit-ibm-runtime): a ``fake_provider``
+backend (``fake_manila``, the default) runs locally with that device's noise model and needs no
+account; a real backend name needs a saved IBM Quantum account and ``--yes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import warnings
 
 import click
 
-__all__ = ["CostEstimate", "estimate_cost", "hardware", "workload_circuit"]
+__all__ = ["estimate_cost", "hardware", "workload_circuit", "WORKLOADS"]
 
-SECONDS_PER_SHOT = 2.5e-4  # a rough figure for current IBM devices (repetition delay dominated)
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """Circuit executions and shots of a workload, and a rough QPU-time figure."""
-
-    n_qubits: int
-    depth: int
-    n_params: int
-    batch: int
-    steps: int
-    gradients: bool
-    executions: int
-    shots: int
-    total_shots: int
-    qpu_seconds: float
-
-    def lines(self) -> list[str]:
-        grad = f"forward + parameter-shift backward (1 + 2 x {self.n_params} circuits per sample)" if self.gradients \
-            else "forward only (1 circuit per sample)"
-        return [
-            f"circuit: {self.n_qubits} qubits, logical depth {self.depth}, {self.n_params} parametrised gates",
-            f"workload: {self.steps} step(s) of {self.batch} samples, {grad}",
-            f"executions: {self.executions:,} circuits x {self.shots:,} shots = {self.total_shots:,} shots",
-            f"estimated QPU time: {self.qpu_seconds:,.1f} s (at {SECONDS_PER_SHOT * 1e6:.0f} us per shot; "
-            "queueing and transpilation not included)",
-        ]
+WORKLOADS = ("forward", "step", "train")
 
 
 def workload_circuit(n_qubits: int, n_layers: int):
@@ -56,14 +31,37 @@ def workload_circuit(n_qubits: int, n_layers: int):
     return c
 
 
-def estimate_cost(circuit, *, batch: int, steps: int = 1, shots: int = 4096, gradients: bool = True) -> CostEstimate:
-    """Executions, shots and a rough QPU time for ``steps`` batches of ``batch`` samples."""
+def _ibm_engine(backend: str, shots: int, seed: int):
+    from qnn.engines import get_engine
+
+    with warnings.catch_warnings():  # looking a fake backend up instantiates them all, some warn
+        warnings.simplefilter("ignore", UserWarning)
+        return get_engine("ibm", backend=backend, shots=shots, seed=seed)
+
+
+def estimate_cost(circuit, *, batch: int, workload: str = "step", steps: int = 1, shots: int = 4096,
+                  backend: str = "fake_manila", seed: int = 0):
+    """The planner's :class:`qnn.planner.Estimate` of ``workload`` on ``circuit`` as a layer on
+    ``backend``: ``"forward"`` (one batch, no gradients), ``"step"`` (one training step: forward and
+    parameter-shift rows) or ``"train"`` (``steps`` training steps of ``batch`` samples)."""
+    import torch
+
+    from qnn.layers import QuantumLayer
+    from qnn.planner import estimate
+
     if batch < 1 or steps < 1 or shots < 1:
         raise ValueError(f"estimate_cost: batch, steps and shots must be >= 1; got {batch}, {steps}, {shots}")
-    per_sample = 1 + (2 * circuit.n_params if gradients else 0)
-    executions = per_sample * batch * steps
-    return CostEstimate(circuit.n_qubits, circuit.depth, circuit.n_params, batch, steps, gradients, executions,
-                        shots, executions * shots, executions * shots * SECONDS_PER_SHOT)
+    if workload not in WORKLOADS:
+        raise ValueError(f"estimate_cost: workload must be one of {list(WORKLOADS)}; got {workload!r}")
+    layer = QuantumLayer(circuit, engine=_ibm_engine(backend, shots, seed), seed=seed)
+    x = torch.rand(batch, circuit.n_inputs, generator=torch.Generator().manual_seed(seed))
+    return estimate(layer, workload, example=x, n_samples=batch * steps, epochs=1)
+
+
+def _lines(circuit, est, backend: str, batch: int) -> list[str]:
+    return [f"circuit: {circuit.n_qubits} qubits, logical depth {circuit.depth}, {circuit.n_params} parametrised "
+            f"angles; backend {backend}; batch {batch}", str(est),
+            "QPU seconds: qnn.planner's per-job model (see qnn/planner/_cost.py); queueing not included"]
 
 
 _WORKLOAD = [
@@ -88,22 +86,25 @@ def hardware() -> None:
 
 @hardware.command("estimate")
 @_workload
-@click.option("--steps", type=click.IntRange(1), default=1, show_default=True, help="Training steps.")
-@click.option("--forward-only", is_flag=True, help="No gradients (inference).")
+@click.option("--workload", type=click.Choice(WORKLOADS), default="step", show_default=True,
+              help="forward: one batch, no gradients; step: one training step; train: --steps steps.")
+@click.option("--steps", type=click.IntRange(1), default=1, show_default=True, help="Training steps (train).")
+@click.option("--backend", default="fake_manila", show_default=True, help="Backend to plan for (its limits).")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
-def estimate(qubits: int, layers: int, batch: int, shots: int, steps: int, forward_only: bool, as_json: bool) -> None:
-    """Circuit executions, shots and QPU time of a training or inference workload.
+def estimate(qubits: int, layers: int, batch: int, shots: int, workload: str, steps: int, backend: str,
+             as_json: bool) -> None:
+    """Circuits, PUBs, jobs, shots and QPU time of a workload, planned before anything is sent.
 
-    Example: qnn hardware estimate --qubits 4 --layers 2 --batch 32 --steps 10
+    Example: qnn hardware estimate --qubits 4 --layers 2 --batch 32 --workload train --steps 10
     """
-    est = estimate_cost(workload_circuit(qubits, layers), batch=batch, steps=steps, shots=shots,
-                        gradients=not forward_only)
+    circuit = workload_circuit(qubits, layers)
+    est = estimate_cost(circuit, batch=batch, workload=workload, steps=steps, shots=shots, backend=backend)
     if as_json:
         import json
 
-        click.echo(json.dumps(asdict(est)))
+        click.echo(json.dumps(est.as_dict()))
     else:
-        click.echo("\n".join(est.lines()))
+        click.echo("\n".join(_lines(circuit, est, backend, batch)))
 
 
 @hardware.command("submit")
@@ -119,22 +120,18 @@ def submit(qubits: int, layers: int, batch: int, shots: int, backend: str, seed:
     """
     import torch
 
-    from qnn.engines.ibm_engine import IBMEngine
     from qnn.layers import QuantumLayer
 
     circuit = workload_circuit(qubits, layers)
-    est = estimate_cost(circuit, batch=batch, shots=shots, gradients=False)
-    click.echo("\n".join(est.lines()))
     if not backend.startswith("fake_") and not yes:
-        raise click.UsageError(f"--backend {backend} is a real device: this submits {est.executions} circuit(s) "
-                               "to IBM Quantum with your account; add --yes to confirm")
+        raise click.UsageError(f"--backend {backend} is a real device: this submits {batch} circuit(s) x {shots} "
+                               "shots to IBM Quantum with your account (run `qnn hardware estimate` first); "
+                               "add --yes to confirm")
+    est = estimate_cost(circuit, batch=batch, workload="forward", shots=shots, backend=backend, seed=seed)
+    click.echo("\n".join(_lines(circuit, est, backend, batch)))
     if backend.startswith("fake_"):
         click.echo(f"backend {backend}: a local simulator with that device's noise model (no account, no queue)")
-    import warnings
-
-    with warnings.catch_warnings():  # looking a fake backend up instantiates them all, some warn
-        warnings.simplefilter("ignore", UserWarning)
-        engine = IBMEngine(backend, shots=shots, seed=seed)
+    engine = _ibm_engine(backend, shots, seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, qubits, generator=gen, dtype=torch.float64) * torch.pi
     exact = QuantumLayer(circuit, seed=seed)
