@@ -45,6 +45,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qnn.layers import DataReUploadingLinear, FlippedQuanv3x3  # noqa: E402
+from qnn.models.creep import hybrid_net  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------
@@ -114,8 +115,11 @@ class NaiveDRU(nn.Module):
 
 # ------------------------------------------------------------------------------------------
 def make_models(seed=0):
-    fast = nn.Sequential(FlippedQuanv3x3(1, 32, seed=seed), FlippedQuanv3x3(32, 16, seed=seed + 1), nn.Flatten(),
-                         DataReUploadingLinear(12544, 10, n_qubits=7, n_reps=10, seed=seed + 2))
+    """The level-2 model as the experiments build it (:func:`qnn.models.creep.hybrid_net`; its
+    forward composes the two activation-free convolutions into one 5x5 convolution)."""
+    fast, _ = hybrid_net("level2", mode="physical", n_reps=10, seed=seed)
+    assert isinstance(fast.conv1, FlippedQuanv3x3) and isinstance(fast.fc, DataReUploadingLinear)
+    assert fast.fc.n_qubits == 7
     return fast
 
 
@@ -178,8 +182,8 @@ def main():
         stack7 = pauli_stack(7)
         stack2 = pauli_stack(2)
         build_s = time.perf_counter() - t0
-        nconv = nn.Sequential(NaiveFlipped(fast[0], stack2), NaiveFlipped(fast[1], stack2), nn.Flatten())
-        ndru = NaiveDRU(fast[3], stack7)
+        nconv = nn.Sequential(NaiveFlipped(fast.conv1, stack2), NaiveFlipped(fast.conv2, stack2), nn.Flatten())
+        ndru = NaiveDRU(fast.fc, stack7)
         nb = args.naive_batch
         xs, ys = xb[:nb], yb[:nb]
         out_f = fast(xs)

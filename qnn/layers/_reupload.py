@@ -103,6 +103,7 @@ def _cmul_rows(z: torch.Tensor, pq: tuple[torch.Tensor, torch.Tensor], out: torc
     return out.addcmul_(z.flip(-2), q)
 
 
+@torch.no_grad()  # also on parallel_map's worker threads, where grad mode is on by default
 def _forward_chunk(h, m, s0, t):
     lam, v = torch.linalg.eigh(h)  # once per sample, reused by all repetitions
     vt = v.transpose(-1, -2)
@@ -120,6 +121,7 @@ def _forward_chunk(h, m, s0, t):
     return lam, v, pq, coords, phis, s
 
 
+@torch.no_grad()
 def _backward_chunk(saved, g, m, t, need_h, need_w):
     lam, v, (p, q), coords, phis, _ = saved
     pq_conj = (p, q.neg())
