@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from qnn.layers import DataReUploadingLinear
+from qnn.layers._pauli import su_gates
 from qnn.layers._reupload import _ReuploadEvolve
 
 F64 = torch.float64
@@ -56,8 +57,7 @@ def test_gradcheck_of_the_custom_function():
     x = degenerate_inputs(10, 2, gen)[:3].requires_grad_()
     th = layer.weight.detach().clone().requires_grad_()
     torch.autograd.gradcheck(
-        lambda x_, t_: torch.view_as_real(_ReuploadEvolve.apply(layer.hamiltonian(x_), __import__(
-            "qnn.layers._pauli", fromlist=["su_gates"]).su_gates(t_, 2), layer._plus(), layer.t)),
+        lambda x_, t_: torch.view_as_real(_ReuploadEvolve.apply(x_, su_gates(t_, 2), layer._plus(), layer.t)),
         (x, th))
 
 
@@ -144,8 +144,11 @@ def test_repr_shapes_empty_and_input_checks():
     assert torch.equal(a.weight, b.weight)
     with pytest.raises(ValueError, match="last dimension 10, got 9"):
         layer(torch.randn(2, 9))
-    with pytest.raises(ValueError, match="NaN or inf"):
-        layer(torch.full((1, 10), math.inf))
+    for bad in (math.inf, -math.inf, math.nan):
+        x = torch.randn(3, 10)
+        x[1, 7] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            layer(x)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
