@@ -49,7 +49,7 @@ class _ReuploadEvolve(torch.autograd.Function):
         chunks = list(x.split(_chunk_size(x)))
         res = parallel_map(lambda hc: _forward_chunk(hc, m, s0, t), chunks)
         ctx.t = t
-        ctx.chunks = res  # (lam, v, ph, coords, phis) per chunk; saved as plain tensors
+        ctx.chunks = res  # (lam, v, phase rows, coords, phis, psi_L) per chunk; saved as plain tensors
         ctx.save_for_backward(m)
         ctx.cdtype = w.dtype
         ctx.n_in = x.shape[1]
@@ -148,8 +148,8 @@ def _backward_chunk(saved, g, m, t, need_h, need_w, n_in):
     for l in reversed(range(n_rep)):
         g_phi = (gs[l].view(b, 2 * n) @ mt[l]).view(b, 2, n)       # W^H g
         a = torch.matmul(g_phi, v, out=a_all[l])                    # V^T g_phi
-        if l:
-            torch.matmul(_cmul_rows(a, pq_conj, tmp), vt, out=gs[l - 1])  # U^H g_phi
+        if l:  # dL/dpsi_{l-1} = U^H g_phi
+            torch.matmul(_cmul_rows(a, pq_conj, tmp), vt, out=gs[l - 1])
     gq = torch.bmm(gs.view(n_rep, b, 2 * n).transpose(1, 2), phis) if need_w else None  # (L, 2N, 2N)
     gh = None
     if need_h:
@@ -167,8 +167,8 @@ def _backward_chunk(saved, g, m, t, need_h, need_w, n_in):
         left = alpha.flip(2)
         left[:, :, 1].neg_()                                              # [Im alpha; -Re alpha]
         im_m = left.permute(1, 3, 0, 2).reshape(b, n, 2 * n_rep) @ beta.permute(1, 0, 2, 3).reshape(b, 2 * n_rep, n)
-        x = lam * (0.5 * t / math.pi)
-        r = torch.sinc(x.unsqueeze(-1) - x.unsqueeze(-2)).mul_(im_m)
+        half = lam * (0.5 * t / math.pi)  # torch.sinc(y) = sin(pi y) / (pi y)
+        r = torch.sinc(half.unsqueeze(-1) - half.unsqueeze(-2)).mul_(im_m)
         # dL/dx: the symmetric part of dL/dH = V R V^T (H = (X + X^T) / 2) at the first n_in
         # entries, row-major: only its first ceil(n_in / N) rows are formed
         r = torch.add(r, r.transpose(1, 2)).mul_(0.5)
