@@ -9,6 +9,7 @@ to it: ``hybrid_net("level2", mode="physical", seed=0)``, CrossEntropy + Adam(lr
 one warm-up step, then ``--repeats`` timed steps.  Reported per tree: the median over rounds
 of the per-round medians of process CPU time and of wall time per step, and the load average.
 CPU time at 1 thread is the figure least sensitive to other processes on a shared machine.
+``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` in the children, as in ``bench_creep.py``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def main():
     for r in range(args.rounds):
         for t in trees:
             env = dict(os.environ, PYTHONPATH=t)
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench_creep.py (see there)
             out = subprocess.run([sys.executable, "-c", _CHILD, str(args.threads), str(args.repeats)], env=env, cwd=t,
                                  capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             res = json.loads(out)
