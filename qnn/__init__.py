@@ -6,6 +6,7 @@ from qnn.circuit import (
     Gate,
     Measurement,
     Param,
+    PauliExp,
     amplitude_embedding,
     angle_embedding,
     basic_entangler_layers,
@@ -21,6 +22,7 @@ __all__ = [
     "Gate",
     "Measurement",
     "Param",
+    "PauliExp",
     "amplitude_embedding",
     "angle_embedding",
     "basic_entangler_layers",
@@ -28,12 +30,17 @@ __all__ = [
     "strongly_entangling_layers",
 ]
 
+from qnn import interop  # noqa: E402
 from qnn.engines import ENGINE_NAMES, Engine, get_engine  # noqa: E402
 from qnn.kan import KANLinear  # noqa: E402
 from qnn.layers import QuantumLayer, QuantumLinear, QuanvConv2d  # noqa: E402
 from qnn.swap import SwapPlan, SwapReport, swap  # noqa: E402
 
-__all__ += ["ENGINE_NAMES", "Engine", "get_engine", "KANLinear", "QuantumLayer", "QuantumLinear", "QuanvConv2d",
+__all__ += ["interop", "ENGINE_NAMES", "Engine", "get_engine", "KANLinear", "QuantumLayer", "QuantumLinear", "QuanvConv2d",
             "SwapPlan", "SwapReport", "swap"]
 
 # Subpackages (imported on use): qnn.training, qnn.qrnn, qnn.models, qnn.conformal, qnn.explain, qnn.datasets.
+
+from qnn.checkpoint import load, save  # noqa: E402
+
+__all__ += ["save", "load"]

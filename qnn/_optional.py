@@ -24,6 +24,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str | None]] = {
     "pennylane_lightning": ("pennylane-lightning", "pennylane"),
     "qiskit": ("qiskit", "qiskit"),
     "qiskit_aer": ("qiskit-aer", "qiskit"),
+    "qiskit_qasm3_import": ("qiskit-qasm3-import", "qiskit"),
     "qiskit_ibm_runtime": ("qiskit-ibm-runtime", "ibm"),
 }
 

@@ -33,11 +33,12 @@ import math
 import numbers
 import operator
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import ClassVar, Iterable, Sequence
 
 __all__ = [
     "Param",
     "Gate",
+    "PauliExp",
     "Measurement",
     "StatePrep",
     "Circuit",
@@ -184,17 +185,103 @@ class Gate:
         object.__setattr__(self, "params", params)
 
 
-MEASUREMENT_KINDS = ("expval", "probs")
+#: Most wires of one :class:`PauliExp` gate (its generator is a dense 2^m x 2^m matrix).
+PAULI_EXP_MAX_WIRES = 8
+
+
+def _pauli_words(words, n_wires: int, owner: str) -> tuple[str, ...]:
+    """``words`` as a tuple of distinct non-identity Pauli words of ``n_wires`` letters."""
+    if isinstance(words, (str, bytes)) or not isinstance(words, Iterable):
+        raise TypeError(f"{owner}: PauliExp words must be a sequence of Pauli words (str); got {words!r}")
+    words = tuple(words)
+    if not words:
+        raise ValueError(f"{owner}: PauliExp needs at least one Pauli word; got none")
+    for w in words:
+        if not isinstance(w, str) or len(w) != n_wires or set(w) - set("IXYZ"):
+            raise ValueError(
+                f"{owner}: each PauliExp word must be a str of I/X/Y/Z with one letter per wire ({n_wires}); "
+                f"got {w!r}")
+        if set(w) == {"I"}:
+            raise ValueError(f"{owner}: PauliExp words must not be the identity (a global phase); got {w!r}")
+    if len(set(words)) != len(words):
+        dup = sorted({w for w in words if words.count(w) > 1})
+        raise ValueError(f"{owner}: PauliExp words must be distinct; got {dup} more than once")
+    return words
+
+
+@dataclass(frozen=True)
+class PauliExp:
+    """The Pauli-generated gate ``exp(i sum_k p_k P_{words[k]})`` on ``wires``.
+
+    ``words[k]`` is a Pauli word with one letter per wire (``words[k][j]`` acts on
+    ``wires[j]``; the first wire is the most significant bit of the gate's matrix), each angle
+    ``p_k`` a :class:`Param` (input, weight or constant, with scale and offset).  There is no
+    1/2 factor: ``PauliExp((0,), ("Z",), (Param.const(t),))`` is ``RZ(-2t)``.  With all
+    4^m - 1 words this is PennyLane's ``SpecialUnitary``.  Checked at construction (wire
+    ranges and reserved indices by :meth:`Circuit.add_pauli_exp`).
+
+    Example:
+        >>> g = PauliExp((0, 1), ("XY", "ZI"), (Param.weight(0), Param.const(0.5)))
+        >>> g.name, g.wires, g.words
+        ('PauliExp', (0, 1), ('XY', 'ZI'))
+    """
+
+    wires: tuple[int, ...]
+    words: tuple[str, ...]
+    params: tuple[Param, ...]
+    name: ClassVar[str] = "PauliExp"
+
+    def __post_init__(self):
+        wires = _wire_tuple(self.wires, "PauliExp", "PauliExp")
+        if not 1 <= len(wires) <= PAULI_EXP_MAX_WIRES:
+            raise ValueError(f"PauliExp: wires must be 1..{PAULI_EXP_MAX_WIRES} wires; got {len(wires)}")
+        words = _pauli_words(self.words, len(wires), "PauliExp")
+        if isinstance(self.params, (str, bytes, Param)) or not isinstance(self.params, Iterable):
+            raise TypeError(f"PauliExp: params must be a sequence of Param; got {self.params!r}")
+        params = tuple(self.params)
+        if len(params) != len(words) or not all(isinstance(p, Param) for p in params):
+            raise ValueError(f"PauliExp: needs one Param per word ({len(words)}); got {params!r}")
+        object.__setattr__(self, "wires", wires)
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "params", params)
+
+
+
+
+
+def _hermitian_matrix(matrix, n_wires: int, owner: str) -> tuple[tuple[complex, ...], ...]:
+    """``matrix`` as a (2^k x 2^k) tuple of tuples of complex, checked finite and Hermitian."""
+    import numpy as np
+
+    try:
+        a = np.asarray(matrix, dtype=np.complex128)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: hermitian matrix must be a 2-D array of numbers; got {type(matrix).__name__}") from None
+    d = 2**n_wires
+    if a.shape != (d, d):
+        raise ValueError(f"{owner}: hermitian matrix on {n_wires} wire(s) must be {d}x{d}; got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{owner}: hermitian matrix must be finite; got NaN or inf entries")
+    err = float(np.abs(a - a.conj().T).max())
+    if err > 1e-10 * max(1.0, float(np.abs(a).max())):
+        raise ValueError(f"{owner}: hermitian matrix must equal its conjugate transpose; got max |M - M^H| = {err:.3g}")
+    a = (a + a.conj().T) / 2
+    return tuple(tuple(complex(v) for v in row) for row in a)
+
+MEASUREMENT_KINDS = ("expval", "probs", "hermitian")
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """``kind`` is ``"expval"`` (a Pauli word on ``wires``) or ``"probs"`` (basis-state
-    probabilities of ``wires``, wire order = bit order, first wire most significant)."""
+    """``kind`` is ``"expval"`` (a Pauli word on ``wires``), ``"probs"`` (basis-state
+    probabilities of ``wires``, wire order = bit order, first wire most significant) or
+    ``"hermitian"`` (the expectation value of the Hermitian ``matrix`` on ``wires``, in that
+    wire order, first wire most significant; stored as a tuple of tuples of complex)."""
 
     kind: str
     wires: tuple[int, ...]
     pauli: str = ""  # for expval: one letter of I/X/Y/Z per wire
+    matrix: tuple = ()  # for hermitian: (2^k x 2^k) rows of complex
 
     def __post_init__(self):
         if self.kind not in MEASUREMENT_KINDS:
@@ -208,12 +295,21 @@ class Measurement:
                     f"Measurement: expval needs a Pauli word of I/X/Y/Z with one letter per wire "
                     f"({len(wires)}); got {self.pauli!r}")
         elif self.pauli:
-            raise ValueError(f"Measurement: probs takes no Pauli word; got {self.pauli!r}")
+            raise ValueError(f"Measurement: {self.kind} takes no Pauli word; got {self.pauli!r}")
+        if self.kind == "hermitian":
+            object.__setattr__(self, "matrix", _hermitian_matrix(self.matrix, len(wires), "Measurement"))
+        elif not (isinstance(self.matrix, tuple) and self.matrix == ()):
+            raise ValueError(f"Measurement: {self.kind} takes no matrix; got {self.matrix!r}")
         object.__setattr__(self, "wires", wires)
 
     @property
     def n_outputs(self) -> int:
-        return 1 if self.kind == "expval" else 2 ** len(self.wires)
+        return 2 ** len(self.wires) if self.kind == "probs" else 1
+
+    def __repr__(self) -> str:
+        extra = f", pauli={self.pauli!r}" if self.kind == "expval" else ""
+        extra += f", matrix={self.matrix!r}" if self.kind == "hermitian" else ""
+        return f"Measurement(kind={self.kind!r}, wires={self.wires!r}{extra})"
 
 
 @dataclass(frozen=True)
@@ -249,7 +345,7 @@ class Circuit:
         n_qubits: number of wires (>= 1).
 
     Attributes:
-        gates: ordered list of :class:`Gate`.
+        gates: ordered list of :class:`Gate` and :class:`PauliExp`.
         state_prep: optional :class:`StatePrep` applied to ``|0...0>`` before the gates.
         measurements: ordered list of :class:`Measurement`; outputs are concatenated.
         n_inputs / n_weights / n_outputs: sizes of the input vector, the flat weight
@@ -318,12 +414,40 @@ class Circuit:
         ps = tuple(p if isinstance(p, Param) else Param.const(_real(p, f"{name} constant angle")) for p in params)
         if len(ps) != n_params:
             raise ValueError(f"Circuit: {name} takes {n_params} angle(s); got {len(ps)}")
+        self._check_reserved(ps)
+        self.gates.append(Gate(name, wires, ps))
+        return self
+
+    def _check_reserved(self, ps: tuple[Param, ...]) -> None:
         for p in ps:
             if p.kind == "input" and not 0 <= p.index < self.n_inputs:
                 raise ValueError(f"Circuit: input index {p.index} not reserved (n_inputs={self.n_inputs})")
             if p.kind == "weight" and not 0 <= p.index < self.n_weights:
                 raise ValueError(f"Circuit: weight index {p.index} not reserved (n_weights={self.n_weights})")
-        self.gates.append(Gate(name, wires, ps))
+
+    def add_pauli_exp(self, wires: Sequence[int] | int, words: Sequence[str],
+                      params: Iterable[Param | float]) -> "Circuit":
+        """Append ``exp(i sum_k p_k P_{words[k]})`` on ``wires`` (a :class:`PauliExp`):
+        ``words[k]`` has one letter of I/X/Y/Z per wire (distinct, not all I), ``params[k]``
+        is a :class:`Param` or a number (a constant).  No 1/2 factor.
+
+        Example:
+            >>> c = Circuit(2); _ = c.new_weights("theta", (2,))
+            >>> c.add_pauli_exp([0, 1], ["XY", "ZZ"], [Param.weight(0), Param.weight(1)]).gates[0].words
+            ('XY', 'ZZ')
+        """
+        wires = self._check_wires(wires, "PauliExp")
+        if not 1 <= len(wires) <= PAULI_EXP_MAX_WIRES:
+            raise ValueError(f"Circuit: PauliExp acts on 1..{PAULI_EXP_MAX_WIRES} wires; got {len(wires)}")
+        words = _pauli_words(words, len(wires), "Circuit")
+        if isinstance(params, (str, bytes, Param)) or not isinstance(params, Iterable):
+            raise TypeError(f"Circuit: PauliExp params must be a sequence of Param or numbers; got {params!r}")
+        ps = tuple(p if isinstance(p, Param) else Param.const(_real(p, "PauliExp constant coefficient"))
+                   for p in params)
+        if len(ps) != len(words):
+            raise ValueError(f"Circuit: PauliExp needs one coefficient per word ({len(words)}); got {len(ps)}")
+        self._check_reserved(ps)
+        self.gates.append(PauliExp(wires, words, ps))
         return self
 
     def amplitude_prep(self, n_features: int | None = None, pad: float = 0.0) -> list[int]:
@@ -364,6 +488,30 @@ class Circuit:
         self.measurements.append(Measurement("expval", wires, word))
         return self
 
+    def measure_hermitian(self, matrix, wires: Sequence[int] | None = None) -> "Circuit":
+        """<M> for a Hermitian ``matrix`` (2^k x 2^k, finite) on ``wires`` (default: the first
+        k wires), in that wire order (first wire most significant).
+
+        Example:
+            >>> Circuit(1).measure_hermitian([[1, 0], [0, -1]]).n_outputs   # <Z>
+            1
+        """
+        import numpy as np
+
+        try:
+            shape = np.shape(matrix)
+        except (TypeError, ValueError):
+            shape = ()
+        if len(shape) != 2 or shape[0] != shape[1] or shape[0] < 2 or shape[0] & (shape[0] - 1):
+            raise ValueError(f"Circuit: hermitian matrix must be square with a power-of-2 side >= 2; got shape {shape}")
+        k = shape[0].bit_length() - 1
+        wires = range(k) if wires is None else wires
+        wires = self._check_wires(wires, "measure_hermitian")
+        if len(wires) != k:
+            raise ValueError(f"Circuit: a {shape[0]}x{shape[0]} hermitian matrix needs {k} wires; got {len(wires)}")
+        self.measurements.append(Measurement("hermitian", wires, matrix=_hermitian_matrix(matrix, k, "Circuit")))
+        return self
+
     def measure_probs(self, wires: Sequence[int] | None = None) -> "Circuit":
         wires = range(self.n_qubits) if wires is None else wires
         wires = self._check_wires(wires, "measure_probs")
@@ -398,6 +546,40 @@ class Circuit:
             if b.name == name:
                 return b
         raise KeyError(f"Circuit: no weight block named {name!r}; have {[b.name for b in self.weight_blocks]}")
+
+    # ------------------------------------------------------------------ interop (qnn.interop)
+    @classmethod
+    def from_qiskit(cls, qc, inputs=None, weights=None, *, warn: bool = True) -> "Circuit":
+        """A circuit from a Qiskit ``QuantumCircuit``; see :func:`qnn.interop.from_qiskit`."""
+        from qnn.interop import from_qiskit
+
+        return from_qiskit(qc, inputs, weights, warn=warn)
+
+    @classmethod
+    def from_pennylane(cls, tape_or_qnode, *args, inputs=None, **kwargs):
+        """``(circuit, weights)`` from a PennyLane tape or QNode; see :func:`qnn.interop.from_pennylane`."""
+        from qnn.interop import from_pennylane
+
+        return from_pennylane(tape_or_qnode, *args, inputs=inputs, **kwargs)
+
+    @classmethod
+    def from_qasm(cls, text: str, inputs=None, weights=None, *, warn: bool = True) -> "Circuit":
+        """A circuit from an OpenQASM 3 program; see :func:`qnn.interop.from_qasm`."""
+        from qnn.interop import from_qasm
+
+        return from_qasm(text, inputs, weights, warn=warn)
+
+    def to_qiskit(self, *, state=None):
+        """``(QuantumCircuit, x, w)``; see :func:`qnn.interop.to_qiskit`."""
+        from qnn.interop import to_qiskit
+
+        return to_qiskit(self, state=state)
+
+    def to_qasm(self) -> str:
+        """The OpenQASM 3 program of the gates; see :func:`qnn.interop.to_qasm`."""
+        from qnn.interop import to_qasm
+
+        return to_qasm(self)
 
     def __repr__(self) -> str:
         return (

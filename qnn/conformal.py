@@ -642,14 +642,18 @@ class SplitConformalClassifier:
                 return out
         return self.classes_[np.argmax(self._proba(X), axis=1)]
 
-    def predict_set(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Point predictions and prediction sets.
+    def predict_proba_set(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and prediction sets from one evaluation of the estimator.
 
         Returns:
-            ``(labels, sets)`` with ``labels`` of shape ``(n_samples,)`` and boolean ``sets``
-            of shape ``(n_samples, n_classes, n_levels)``; column ``j`` is ``classes_[j]``.
+            ``(proba, sets)``: ``proba`` of shape ``(n_samples, n_classes)`` as returned by the
+            estimator's ``predict_proba`` (called once), boolean ``sets`` of shape
+            ``(n_samples, n_classes, n_levels)``; column ``j`` is ``classes_[j]``.
         """
-        self._check_conformalized("predict_set")
+        return self._proba_set(X, "predict_proba_set")
+
+    def _proba_set(self, X: Any, method: str) -> tuple[np.ndarray, np.ndarray]:
+        self._check_conformalized(method)
         self._check_X(X, "X")
         p = self._proba(X)
         u = self._uniforms(p.shape[0], self._n_cal_draws)
@@ -661,5 +665,17 @@ class SplitConformalClassifier:
             sets = s[:, :, None] <= q[None, :, :] + _EPS
         else:
             sets = s[:, :, None] <= q[None, None, :] + _EPS
-        labels = self.predict(X)
-        return labels, sets
+        return p, sets
+
+    def predict_set(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Point predictions and prediction sets, from one evaluation of the estimator.
+
+        The point prediction is the most probable class of the same probabilities the sets are
+        built from (:meth:`predict_proba_set`); the estimator's own ``predict`` is not called.
+
+        Returns:
+            ``(labels, sets)`` with ``labels`` of shape ``(n_samples,)`` and boolean ``sets``
+            of shape ``(n_samples, n_classes, n_levels)``; column ``j`` is ``classes_[j]``.
+        """
+        p, sets = self._proba_set(X, "predict_set")
+        return self.classes_[np.argmax(p, axis=1)], sets

@@ -123,7 +123,10 @@ def find_qpu_engines(model: Any, qpu_names: Sequence[str] = tuple(QPU_ENGINE_NAM
                     name = _engine_name(getattr(m, attr, None))
                 except Exception:  # noqa: BLE001
                     name = None
-                if name in qpu and (where, name) not in found:
+                obj_ = getattr(m, attr, None) if attr == "engine" else None
+                caps = getattr(obj_, "capabilities", None) if obj_ is not None and not isinstance(obj_, str) else None
+                hardware = bool(getattr(caps, "hardware", False)) if caps is not None else name in qpu
+                if hardware and name is not None and (where, name) not in found:
                     found.append((where, name))
         for attr, child in _children(obj):
             visit(child, f"{path}.{attr}" if path else attr, depth + 1)
@@ -133,20 +136,32 @@ def find_qpu_engines(model: Any, qpu_names: Sequence[str] = tuple(QPU_ENGINE_NAM
 
 
 def check_no_qpu(model: Any, n_evaluations: int, *, what: str = "explanation", force: bool = False) -> None:
-    """Raise :class:`QPUWorkloadError` if ``model`` runs on a QPU engine, unless ``force``.
+    """Raise :class:`QPUWorkloadError` if ``model`` runs on a hardware engine (one whose
+    ``capabilities.hardware`` is True), unless ``force`` or the planner's budget covers the
+    workload's cost estimate (:func:`qnn.planner.evaluation_estimate`).
 
     Example:
         >>> import torch
         >>> check_no_qpu(torch.nn.Linear(2, 1), 1000)  # a simulator/classical model: fine
     """
     hits = find_qpu_engines(model)
-    if hits and not force:
-        where = ", ".join(f"{p!r} (engine {n!r})" for p, n in hits)
-        raise QPUWorkloadError(
-            f"Refusing to send a {what} workload of {n_evaluations:,} model evaluations to a QPU "
-            f"engine: {where}. Explain a simulator twin of the model (same weights, "
-            "engine='torch'), or pass force=True to spend the QPU time anyway."
-        )
+    if not hits or force:
+        return
+    from qnn.planner import evaluation_estimate, planner_of
+
+    est = evaluation_estimate(model, n_evaluations, what)
+    planner = planner_of(model)
+    budget = getattr(planner, "budget", None)
+    if budget is not None and budget.allows(est):
+        return
+    where = ", ".join(f"{p!r} (engine {n!r})" for p, n in hits)
+    raise QPUWorkloadError(
+        f"Refusing to send a {what} workload of {n_evaluations:,} model evaluations to a QPU "
+        f"engine: {where}; estimated {est.circuits:,} circuits, {est.jobs:,} jobs, ~{est.qpu_seconds:,.0f} QPU s"
+        f"{'' if budget is None else f', over the planner budget {budget!r}'}. Explain a simulator twin of the "
+        "model (same weights, engine='torch'), give the planner a Budget that covers it, or pass force=True "
+        "to spend the QPU time anyway."
+    )
 
 
 # =========================================================================== adapter

@@ -477,3 +477,42 @@ def test_kacq_classifier():
     labels, sets = cp.predict_set(X[110:])
     assert sets.shape == (50, 2, 1) and set(labels) <= {0, 1}
     np.testing.assert_array_equal(cp.classes_, [0, 1])
+
+
+class _CountingEstimator:
+    """Counts the rows sent through predict_proba / predict (model evaluations)."""
+
+    classes_ = np.array([0, 1, 2])
+
+    def __init__(self, clf):
+        self.clf, self.proba_calls, self.predict_calls = clf, 0, 0
+
+    def predict_proba(self, X):
+        self.proba_calls += 1
+        return self.clf.predict_proba(X)
+
+    def predict(self, X):
+        self.predict_calls += 1
+        return self.clf.predict(X)
+
+
+def test_predict_set_and_predict_proba_set_evaluate_the_model_once(data3):
+    clf, Xc, yc, Xt, _ = data3
+    est = _CountingEstimator(clf)
+    cp = SplitConformalClassifier(est, confidence_level=[0.8, 0.9]).conformalize(Xc, yc)
+    est.proba_calls = 0
+    labels, sets = cp.predict_set(Xt)
+    assert (est.proba_calls, est.predict_calls) == (1, 0)
+    proba, sets2 = cp.predict_proba_set(Xt)
+    assert (est.proba_calls, est.predict_calls) == (2, 0)
+    np.testing.assert_array_equal(proba, clf.predict_proba(Xt))
+    np.testing.assert_array_equal(sets, sets2)
+    np.testing.assert_array_equal(labels, clf.classes_[proba.argmax(1)])
+    # LAC: label j is in the set iff 1 - p_j <= q_hat
+    np.testing.assert_array_equal(sets2[:, :, 1], 1 - proba <= cp.quantiles_[1] + 1e-8)
+
+
+def test_predict_proba_set_before_conformalize(data3):
+    clf = data3[0]
+    with pytest.raises(ValueError, match="call conformalize before calling predict_proba_set"):
+        SplitConformalClassifier(clf).predict_proba_set(data3[3])

@@ -299,14 +299,16 @@ class TestQPUGuard:
         res = kernel_shap(m, X, X[:1], n_background=2, nsamples=6, force=True, verbose=False)
         assert res.values.shape == (1, 5, 2) and m.calls > 0
 
-    def test_real_quantum_layer_with_ibm_named_engine(self, tab):
-        """A qnn.layers.QuantumLayer built on an engine whose name is 'ibm' is refused."""
+    def test_real_quantum_layer_on_an_engine_declaring_hardware(self, tab):
+        """A qnn.layers.QuantumLayer on an engine whose capabilities say hardware is refused,
+        whatever its name, with the workload's cost estimate in the message."""
         layers = pytest.importorskip("qnn.layers")
         from qnn.circuit import Circuit, angle_embedding, basic_entangler_layers
-        from qnn.engines import Engine
+        from qnn.engines import Capabilities, Engine
 
         class OfflineIBM(Engine):
-            name = "ibm"
+            name = "offline-qpu"
+            capabilities = Capabilities(hardware=True, shots=100, exact_gradients=True, cost_per_evaluation=0.025)
 
             def run(self, circuit, inputs, weights):  # pragma: no cover
                 raise AssertionError("the QPU must not be called")
@@ -316,8 +318,8 @@ class TestQPUGuard:
         basic_entangler_layers(c, 1)
         c.measure_z()
         model = torch.nn.Sequential(torch.nn.Linear(5, 2), layers.QuantumLayer(c, engine=OfflineIBM()))
-        assert find_qpu_engines(model) == [("1", "ibm")]
-        with pytest.raises(QPUWorkloadError, match="engine 'ibm'"):
+        assert find_qpu_engines(model) == [("1", "offline-qpu")]
+        with pytest.raises(QPUWorkloadError, match=r"engine 'offline-qpu'\); estimated 10 circuits, 1 jobs, ~2 QPU s"):
             lime_explain(model, tab[0], tab[0][:1], num_samples=10, verbose=False)
 
     def test_predict_proba_counts(self, tab):

@@ -40,6 +40,8 @@ __all__ = [
     "HEART_FEATURES",
     "HEART_TARGET",
     "CATEGORIES",
+    "FEATURE_RANGES",
+    "INTEGER_FEATURES",
     "load_heart_failure",
     "load_uci_heart",
     "validate_heart_frame",
@@ -76,6 +78,9 @@ _NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     HEART_TARGET: (0, 1),
 }
 _INTEGER_COLUMNS = {"Age", "RestingBP", "Cholesterol", "FastingBS", "MaxHR", HEART_TARGET}
+# Public, read-only views of the schema for forms and validators outside this module.
+FEATURE_RANGES: dict[str, tuple[float, float]] = {k: v for k, v in _NUMERIC_RANGES.items() if k != HEART_TARGET}
+INTEGER_FEATURES: frozenset[str] = frozenset(_INTEGER_COLUMNS - {HEART_TARGET})
 
 UCI_COLUMNS = [
     "age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach",

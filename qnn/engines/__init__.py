@@ -7,6 +7,11 @@ autograd with respect to both ``inputs`` and ``weights``.
 
 Engines are looked up by name with :func:`get_engine`; optional SDKs are imported only when
 their engine is asked for, and a missing one raises ``ImportError`` naming the pip package.
+
+Every engine is plain configuration (see :mod:`qnn.engines._contract`): ``engine.config()`` is a
+dict of plain values, ``Engine.from_config(cfg)`` rebuilds it, ``engine.capabilities`` says
+whether it is hardware, its shots, whether its gradients are exact and what an evaluation
+costs; engines pickle and deep-copy through their configuration (no module objects held).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Engine", "get_engine", "ENGINE_NAMES"]
+from qnn.engines._contract import Capabilities, check_seed, check_shots, plain_config
+
+__all__ = ["Engine", "Capabilities", "get_engine", "engine_from_config", "ENGINE_NAMES"]
 
 # name -> "module:Class"
 _REGISTRY: dict[str, str] = {
@@ -27,15 +34,62 @@ ENGINE_NAMES = tuple(_REGISTRY)
 
 
 class Engine:
-    """Base class.  Subclasses set ``name`` and implement :meth:`run`."""
+    """Base class.  Subclasses set ``name``, implement :meth:`run`, return their constructor
+    arguments from :meth:`_options` (plain values) and declare :attr:`capabilities`."""
 
     name: str = "engine"
 
     def run(self, circuit, inputs, weights):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ contract
+    def _options(self) -> dict:
+        """Constructor keyword arguments that rebuild this engine (plain values)."""
+        return {}
+
+    def config(self) -> dict:
+        """``{"engine": name, **options}``: plain values only, readable with
+        ``torch.load(weights_only=True)`` and JSON; :meth:`from_config` rebuilds the engine."""
+        owner = f"{type(self).__name__}.config"
+        return plain_config(owner, {"engine": self.name, **self._options()})
+
+    @staticmethod
+    def from_config(config: dict) -> "Engine":
+        """Build an engine from :meth:`config`'s output."""
+        return engine_from_config(config)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this engine declares (see :class:`Capabilities`)."""
+        return Capabilities(hardware=False, shots=None, exact_gradients=True)
+
+    def _transient_state(self) -> dict:
+        """State kept across pickling besides the configuration (e.g. a seeded generator)."""
+        rng = getattr(self, "_rng", None)
+        return {"_rng": rng} if rng is not None else {}
+
+    def __reduce__(self):
+        return (engine_from_config, (self.config(),), self._transient_state() or None)
+
+    def __setstate__(self, state) -> None:
+        if state:
+            self.__dict__.update(state)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def engine_from_config(config: dict) -> Engine:
+    """Build an engine from ``engine.config()`` (a dict with ``"engine"`` and its options).
+
+    Example:
+        >>> engine_from_config({"engine": "torch", "mode": "auto"})
+        TorchEngine(mode='auto', dtype=None, device=None)
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("engine"), str):
+        raise ValueError(f"engine_from_config: config must be a dict with an 'engine' name; got {config!r}")
+    options = {k: v for k, v in config.items() if k != "engine"}
+    return get_engine(config["engine"], **options)
 
 
 def get_engine(engine: "str | Engine" = "torch", **options: Any) -> Engine:
@@ -49,3 +103,8 @@ def get_engine(engine: "str | Engine" = "torch", **options: Any) -> Engine:
         raise ValueError(f"Unknown engine {engine!r}; valid engines are {list(ENGINE_NAMES)}")
     module, cls = _REGISTRY[engine].split(":")
     return getattr(importlib.import_module(module), cls)(**options)
+
+
+from qnn.engines._convert import to_pennylane  # noqa: E402  (public exporter; uses qnn.interop's gate table)
+
+__all__ += ["to_pennylane"]

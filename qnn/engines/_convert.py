@@ -17,7 +17,7 @@ explicitly, and :func:`qnn_state_to_qiskit` / :func:`probs_qargs` convert basis 
 
 Example:
     >>> import qnn
-    >>> from qnn.engines._convert import to_qiskit
+    >>> from qnn.interop import to_qiskit
     >>> c = qnn.Circuit(2)
     >>> _ = qnn.angle_embedding(c)
     >>> _ = qnn.basic_entangler_layers(c, 1)
@@ -36,6 +36,8 @@ import torch
 from qnn._optional import import_optional
 from qnn.circuit import Circuit, Measurement
 from qnn.engines._amplitude import amplitude_states
+from qnn.interop import append_state_prep, qiskit_append, qnn_state_to_qiskit, to_qiskit
+from qnn.interop import pennylane_op as interop_pennylane_op
 
 __all__ = [
     "validate_run_args",
@@ -46,9 +48,14 @@ __all__ = [
     "to_qiskit",
     "to_qiskit_occurrences",
     "pauli_observable",
+    "observable",
+    "pauli_exp_gates",
+    "append_unitary",
     "probs_qargs",
     "qnn_state_to_qiskit",
     "pennylane_gate",
+    "pennylane_pauli_exp",
+    "pennylane_op",
     "pennylane_measurement",
     "to_pennylane",
     "measurement_groups",
@@ -64,7 +71,7 @@ FOUR_TERM_GATES = frozenset({"CRX", "CRY", "CRZ", "MCRY"})
 
 
 # ---------------------------------------------------------------------------- checks
-def validate_run_args(owner: str, circuit, inputs, weights) -> None:
+def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: bool = True) -> None:
     """Check the engine contract: ``inputs (B, n_inputs)``, ``weights (n_weights,)``, real
     floating tensors with finite values.  Raises TypeError / ValueError naming what was
     expected and what was given."""
@@ -88,7 +95,7 @@ def validate_run_args(owner: str, circuit, inputs, weights) -> None:
         raise ValueError(f"{owner}: inputs contain NaN or inf")
     if not bool(torch.isfinite(weights).all()):
         raise ValueError(f"{owner}: weights contain NaN or inf")
-    if not circuit.measurements:
+    if need_measurements and not circuit.measurements:
         raise ValueError(f"{owner}: the circuit has no measurements (use measure_z / measure_pauli / measure_probs)")
 
 
@@ -110,6 +117,8 @@ class OccurrencePlan:
         index: (P,) input or weight index.
         scale, offset: (P,) the affine map ``angle = scale * value + offset``.
         four_term: (P,) bool, the angle belongs to a controlled rotation.
+        pauli_exp: (P,) bool, the angle is a coefficient of a ``PauliExp`` gate (differentiated
+            by the generalised shift rule of :mod:`qnn.engines._autograd`, not a two-term rule).
     """
 
     gate: np.ndarray
@@ -119,6 +128,7 @@ class OccurrencePlan:
     scale: np.ndarray
     offset: np.ndarray
     four_term: np.ndarray
+    pauli_exp: np.ndarray
 
     @property
     def n_occurrences(self) -> int:
@@ -131,8 +141,9 @@ def occurrence_plan(circuit: Circuit) -> OccurrencePlan:
         for si, p in enumerate(g.params):
             if p.kind == "const":
                 continue
-            rows.append((gi, si, p.kind == "input", p.index, p.scale, p.offset, g.name in FOUR_TERM_GATES))
-    cols = list(zip(*rows)) if rows else [()] * 7
+            rows.append((gi, si, p.kind == "input", p.index, p.scale, p.offset, g.name in FOUR_TERM_GATES,
+                         g.name == "PauliExp"))
+    cols = list(zip(*rows)) if rows else [()] * 8
     return OccurrencePlan(
         gate=np.asarray(cols[0], dtype=np.int64),
         slot=np.asarray(cols[1], dtype=np.int64),
@@ -141,6 +152,7 @@ def occurrence_plan(circuit: Circuit) -> OccurrencePlan:
         scale=np.asarray(cols[4], dtype=np.float64),
         offset=np.asarray(cols[5], dtype=np.float64),
         four_term=np.asarray(cols[6], dtype=bool),
+        pauli_exp=np.asarray(cols[7], dtype=bool),
     )
 
 
@@ -165,58 +177,6 @@ def occurrence_angles(plan: OccurrencePlan, inputs: torch.Tensor, weights: torch
 
 
 # ---------------------------------------------------------------------------- Qiskit
-def _qiskit_gate(qc, name: str, wires: tuple[int, ...], angles: list) -> None:
-    """Append one qnn gate to a Qiskit circuit (qnn wire w = Qiskit qubit w)."""
-    if name == "RX":
-        qc.rx(angles[0], wires[0])
-    elif name == "RY":
-        qc.ry(angles[0], wires[0])
-    elif name == "RZ":
-        qc.rz(angles[0], wires[0])
-    elif name == "Rot":  # Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)
-        qc.rz(angles[0], wires[0])
-        qc.ry(angles[1], wires[0])
-        qc.rz(angles[2], wires[0])
-    elif name == "PhaseShift":
-        qc.p(angles[0], wires[0])
-    elif name == "H":
-        qc.h(wires[0])
-    elif name == "X":
-        qc.x(wires[0])
-    elif name == "Y":
-        qc.y(wires[0])
-    elif name == "Z":
-        qc.z(wires[0])
-    elif name == "CNOT":
-        qc.cx(wires[0], wires[1])
-    elif name == "CZ":
-        qc.cz(wires[0], wires[1])
-    elif name == "CRX":
-        qc.crx(angles[0], wires[0], wires[1])
-    elif name == "CRY":
-        qc.cry(angles[0], wires[0], wires[1])
-    elif name == "CRZ":
-        qc.crz(angles[0], wires[0], wires[1])
-    elif name == "SWAP":
-        qc.swap(wires[0], wires[1])
-    elif name == "MCRY":
-        from qiskit.circuit.library import RYGate
-
-        qc.append(RYGate(angles[0]).control(len(wires) - 1), list(wires))
-    else:  # pragma: no cover - Circuit.add validates names
-        raise ValueError(f"to_qiskit: unsupported gate {name!r}")
-
-
-def qnn_state_to_qiskit(state: np.ndarray, n_qubits: int) -> np.ndarray:
-    """Reorder a state vector (..., 2**n) from qnn order (wire 0 most significant) to Qiskit
-    order (qubit 0 least significant) with qnn wire w = Qiskit qubit w: a bit reversal."""
-    lead = state.shape[:-1]
-    t = state.reshape(lead + (2,) * n_qubits)
-    k = len(lead)
-    perm = tuple(range(k)) + tuple(k + n_qubits - 1 - i for i in range(n_qubits))
-    return np.ascontiguousarray(t.transpose(perm)).reshape(lead + (2**n_qubits,))
-
-
 def pauli_observable(meas: Measurement, n_qubits: int):
     """A ``SparsePauliOp`` for a qnn Pauli-word measurement (letters placed on their qubits)."""
     qi = import_optional("qiskit.quantum_info", feature="Qiskit conversion")
@@ -227,63 +187,57 @@ def pauli_observable(meas: Measurement, n_qubits: int):
     return qi.SparsePauliOp.from_sparse_list([(word, [w for _, w in letters], 1.0)], num_qubits=n_qubits)
 
 
+def observable(meas: Measurement, n_qubits: int):
+    """A ``SparsePauliOp`` for an ``expval`` (:func:`pauli_observable`) or ``hermitian``
+    measurement: ``SparsePauliOp.from_operator`` of the matrix (qnn order, so read by Qiskit on
+    the wires reversed), placed on its qubits with ``apply_layout``."""
+    if meas.kind != "hermitian":
+        return pauli_observable(meas, n_qubits)
+    qi = import_optional("qiskit.quantum_info", feature="Qiskit conversion")
+    op = qi.SparsePauliOp.from_operator(qi.Operator(np.array(meas.matrix, dtype=np.complex128)))
+    return op.apply_layout(list(reversed(meas.wires)), n_qubits)
+
+
 def probs_qargs(meas: Measurement) -> list[int]:
     """Qiskit ``qargs`` that make ``Statevector.probabilities(qargs)`` index the outcomes in
     qnn order (first listed wire most significant): Qiskit puts ``qargs[0]`` least significant."""
     return list(reversed(meas.wires))
 
 
-def to_qiskit(circuit: Circuit, *, state: np.ndarray | None = None):
-    """Export a qnn circuit as a parametrised Qiskit ``QuantumCircuit``.
-
-    Angles become ``scale * x[i] + offset`` / ``scale * w[k] + offset`` with ``x``, ``w``
-    ``ParameterVector`` objects of length ``n_inputs`` / ``n_weights``.  Measurements are not
-    appended (use :func:`pauli_observable` for estimators).
-
-    Args:
-        circuit: the qnn circuit.
-        state: for an amplitude-embedded circuit, the normalised state (qnn basis order) to
-            prepare; required there, because state preparation cannot take Qiskit parameters.
-
-    Returns:
-        ``(QuantumCircuit, x, w)``.
-
-    Example:
-        >>> import qnn
-        >>> c = qnn.Circuit(1); _ = c.new_inputs(1); c.add("RX", 0, [qnn.Param.input(0, 2.0)])
-        Circuit(n_qubits=1, gates=1, inputs=1, weights=0, outputs=0)
-        >>> qc, x, w = to_qiskit(c)
-        >>> str(qc.data[0].operation.params[0])
-        '2*x[0]'
-    """
-    qiskit = import_optional("qiskit", feature="to_qiskit")
-    x = qiskit.circuit.ParameterVector("x", circuit.n_inputs)
-    w = qiskit.circuit.ParameterVector("w", circuit.n_weights)
-    qc = qiskit.QuantumCircuit(circuit.n_qubits)
-    _append_state_prep(qc, circuit, state)
-    for g in circuit.gates:
-        angles = []
-        for p in g.params:
-            if p.kind == "const":
-                angles.append(p.offset)
-            else:
-                src = x if p.kind == "input" else w
-                expr = src[p.index] if p.scale == 1.0 else p.scale * src[p.index]
-                angles.append(expr + p.offset if p.offset != 0.0 else expr)
-        _qiskit_gate(qc, g.name, g.wires, angles)
-    return qc, x, w
+def pauli_exp_gates(circuit: Circuit) -> list[int]:
+    """Indices in ``circuit.gates`` of the ``PauliExp`` gates."""
+    return [i for i, g in enumerate(circuit.gates) if g.name == "PauliExp"]
 
 
-def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, name: str = "theta"):
+def append_unitary(qc, wires: tuple[int, ...], matrix: np.ndarray) -> None:
+    """Append a ``UnitaryGate`` of a matrix in qnn order (first wire most significant) on qnn
+    ``wires``: Qiskit reads ``qargs[0]`` as the least significant bit, so the qargs are the
+    wires reversed.  Transpilation synthesises it exactly (CX + single-qubit gates)."""
+    from qiskit.circuit.library import UnitaryGate
+
+    qc.append(UnitaryGate(np.asarray(matrix, dtype=np.complex128), check_input=False), list(reversed(wires)))
+
+
+def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, name: str = "theta",
+                          unitaries: dict | None = None):
     """Qiskit circuit in the occurrence view: gate angle ``p`` (see :func:`occurrence_plan`) is
-    the bare parameter ``theta[p]``; constants are baked in.  Returns ``(QuantumCircuit, theta)``."""
+    the bare parameter ``theta[p]``; constants are baked in.  A ``PauliExp`` gate has no
+    parametrised form: it is the ``UnitaryGate`` of ``unitaries[gate index]`` (its matrix for
+    the values being evaluated, qnn order), and its occurrences do not appear in the circuit
+    (:func:`columns_for` skips them).  Returns ``(QuantumCircuit, theta)``."""
     qiskit = import_optional("qiskit", feature="Qiskit conversion")
     plan = occurrence_plan(circuit)
     theta = qiskit.circuit.ParameterVector(name, plan.n_occurrences)
     qc = qiskit.QuantumCircuit(circuit.n_qubits)
-    _append_state_prep(qc, circuit, state)
+    append_state_prep(qc, circuit, state)
     p = 0
-    for g in circuit.gates:
+    for gi, g in enumerate(circuit.gates):
+        if g.name == "PauliExp":
+            if unitaries is None or gi not in unitaries:
+                raise ValueError(f"to_qiskit_occurrences: gate {gi} is a PauliExp gate; pass its matrix in unitaries")
+            append_unitary(qc, g.wires, unitaries[gi])
+            p += sum(prm.kind != "const" for prm in g.params)
+            continue
         angles = []
         for prm in g.params:
             if prm.kind == "const":
@@ -291,46 +245,39 @@ def to_qiskit_occurrences(circuit: Circuit, *, state: np.ndarray | None = None, 
             else:
                 angles.append(theta[p])
                 p += 1
-        _qiskit_gate(qc, g.name, g.wires, angles)
+        qiskit_append(qc, g.name, g.wires, angles)
     return qc, theta
-
-
-def _append_state_prep(qc, circuit: Circuit, state) -> None:
-    if circuit.state_prep is None:
-        if state is not None:
-            raise ValueError("to_qiskit: state given but the circuit has no amplitude embedding")
-        return
-    if state is None:
-        raise ValueError(
-            "to_qiskit: the circuit starts with an amplitude embedding; pass state=<normalised "
-            f"vector of length {2**circuit.n_qubits}> (Qiskit state preparation takes no parameters)"
-        )
-    from qiskit.circuit.library import StatePreparation
-
-    state = np.asarray(state, dtype=np.float64).reshape(-1)
-    if state.shape[0] != 2**circuit.n_qubits:
-        raise ValueError(f"to_qiskit: state must have length {2**circuit.n_qubits}; got {state.shape[0]}")
-    qc.append(StatePreparation(qnn_state_to_qiskit(state, circuit.n_qubits)), list(range(circuit.n_qubits)))
 
 
 # ---------------------------------------------------------------------------- PennyLane
 def pennylane_gate(qml, name: str, wires: tuple[int, ...], angles: list) -> None:
-    """Queue one qnn gate as PennyLane operation(s) (same conventions, so a 1:1 map)."""
-    w = list(wires)
-    if name in ("RX", "RY", "RZ", "PhaseShift", "CRX", "CRY", "CRZ"):
-        getattr(qml, name)(angles[0], wires=w)
-    elif name == "Rot":
-        qml.Rot(angles[0], angles[1], angles[2], wires=w)
-    elif name == "H":
-        qml.Hadamard(wires=w)
-    elif name in ("X", "Y", "Z"):
-        {"X": qml.PauliX, "Y": qml.PauliY, "Z": qml.PauliZ}[name](wires=w)
-    elif name in ("CNOT", "CZ", "SWAP"):
-        getattr(qml, name)(wires=w)
-    elif name == "MCRY":
-        qml.ctrl(qml.RY(angles[0], wires=w[-1]), control=w[:-1])
-    else:  # pragma: no cover
-        raise ValueError(f"PennyLane conversion: unsupported gate {name!r}")
+    """Queue one qnn gate as a PennyLane operation (the shared table of :mod:`qnn.interop`)."""
+    interop_pennylane_op(name, wires, angles)
+
+
+def pennylane_pauli_exp(qml, gate, angles: list) -> None:
+    """Queue a :class:`~qnn.circuit.PauliExp` gate as ``qml.SpecialUnitary``: its ``theta``
+    runs over all 4^m - 1 Pauli words in PennyLane's (= qnn's IXYZ) order, zero for words the
+    gate does not use; broadcast angles (shape ``(B,)``) give a broadcast ``theta (B, 4^m - 1)``."""
+    from qnn.pauli import pauli_index
+
+    m = len(gate.wires)
+    ref = next((a for a in angles if torch.is_tensor(a)), None)
+    dtype = ref.dtype if ref is not None else torch.float64
+    zero = torch.zeros((), dtype=dtype)
+    entries = [zero] * (4**m - 1)
+    for word, a in zip(gate.words, angles):
+        entries[pauli_index(word)] = a if torch.is_tensor(a) else torch.tensor(a, dtype=dtype)
+    theta = torch.stack(torch.broadcast_tensors(*entries), -1)
+    qml.SpecialUnitary(theta, wires=list(gate.wires))
+
+
+def pennylane_op(qml, gate, angles: list) -> None:
+    """Queue any qnn gate (:func:`pennylane_gate` or :func:`pennylane_pauli_exp`)."""
+    if gate.name == "PauliExp":
+        pennylane_pauli_exp(qml, gate, angles)
+    else:
+        pennylane_gate(qml, gate.name, gate.wires, angles)
 
 
 def pennylane_measurement(qml, meas: Measurement, probs_as_projectors: bool = False):
@@ -338,6 +285,8 @@ def pennylane_measurement(qml, meas: Measurement, probs_as_projectors: bool = Fa
     significant).  With ``probs_as_projectors`` the probabilities are returned as a tuple of
     ``qml.expval(qml.Projector(bits, wires))`` in the same basis order (for adjoint
     differentiation, whose ``qml.probs`` gradients are wrong in PennyLane 0.45.1)."""
+    if meas.kind == "hermitian":
+        return qml.expval(qml.Hermitian(np.array(meas.matrix, dtype=np.complex128), wires=list(meas.wires)))
     if meas.kind == "probs":
         if probs_as_projectors:
             k = len(meas.wires)
@@ -403,7 +352,7 @@ def to_pennylane(circuit: Circuit):
             + torch.as_tensor(plan.offset[~m], dtype=w.dtype)
         for g, angles in pennylane_angles(circuit, t_in, t_w, plan):
             angles = [a if torch.is_tensor(a) else torch.tensor(a, dtype=w.dtype) for a in angles]
-            pennylane_gate(qml, g.name, g.wires, angles)
+            pennylane_op(qml, g, angles)
         return tuple(pennylane_measurement(qml, mm) for mm in circuit.measurements)
 
     return qfunc

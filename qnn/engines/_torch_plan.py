@@ -4,7 +4,9 @@ A plan is a list of *ops* applied to a batch-first ``(B, 2**n)`` state:
 
 * ``BlockOp``: a ``2**k x 2**k`` unitary on the contiguous wires ``[start, start + k)``,
   built as the Kronecker product of per-wire 2x2 chains of single-qubit gates;
-* ``GateOp``: one gate's own matrix (re-ordered to ascending wires); a controlled rotation
+* ``GateOp``: one gate's own matrix (re-ordered to ascending wires; a ``PauliExp`` gate's
+  matrix ``exp(i sum_k p_k P_k)`` is built, batched when an angle is an input, by
+  :func:`qnn.pauli.pauli_exp_matrix`); a controlled rotation
   (CRX/CRY/CRZ/MCRY) keeps only its 2x2 rotation, applied to the slice where every control
   is 1;
 * ``MonoOp``: a run of constant permutation/phase gates (CNOT, CZ, SWAP, ...) composed
@@ -323,6 +325,7 @@ class Plan:
     measurements: list
     z_cols: list  # (position in output, index-bit mask of the Z wires) for Z-only words
     other: list  # (position, "pauli", (xmask, zmask, nY % 4)) | (position, "probs", wires)
+    #              | (position, "hermitian", (wires, matrix rows))
     n_outputs: int
     unitary_ok: bool
     fingerprint: tuple = ()
@@ -401,7 +404,7 @@ def compile_circuit(circuit: Circuit, block_size: int = 6) -> Plan:
     i = 0
     while i < len(gates):
         g = gates[i]
-        if len(g.wires) == 1:
+        if len(g.wires) == 1 and g.name != "PauliExp":  # a PauliExp gate is always its own GateOp
             w = g.wires[0]
             if not frozen[w]:
                 init_chain[w].append(g)
@@ -446,6 +449,8 @@ def compile_circuit(circuit: Circuit, block_size: int = 6) -> Plan:
             xm = wire_mask([w for w, p in zip(m.wires, m.pauli) if p in "XY"], n)
             zm = wire_mask([w for w, p in zip(m.wires, m.pauli) if p in "YZ"], n)
             other.append((pos, "pauli", (xm, zm, m.pauli.count("Y") % 4)))
+        elif m.kind == "hermitian":
+            other.append((pos, "hermitian", (tuple(m.wires), m.matrix)))
         else:
             other.append((pos, "probs", tuple(m.wires)))
         pos += m.n_outputs

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from qnn._optional import import_optional
-from qnn.engines import Engine
+from qnn.engines import Capabilities, Engine, check_shots
 from qnn.engines._amplitude import input_grad, normalised, scaled_features, shifted_states
 from qnn.engines._convert import (
     circuit_key,
     occurrence_plan,
     pennylane_angles,
-    pennylane_gate,
+    pennylane_op,
     pennylane_measurement,
     validate_run_args,
 )
@@ -37,6 +37,8 @@ _DEVICE_METHODS = ("backprop", "adjoint", "device")
 # gradient transforms that differentiate broadcast tapes whose trainable angles are not broadcast
 _BROADCAST_TRANSFORMS = ("parameter-shift", "finite-diff", "spsa")
 _CACHE_SIZE = 32
+# PennyLane devices that send circuits to a QPU (plugins); every other device simulates
+_HARDWARE_DEVICE_PREFIXES = ("qiskit.remote", "qiskit.ibmq", "braket.aws", "ionq.qpu", "qml.qpu")
 
 
 class PennyLaneEngine(Engine):
@@ -92,8 +94,7 @@ class PennyLaneEngine(Engine):
             raise ValueError(f"PennyLaneEngine: unknown PennyLane device {device!r}; installed devices are {known}")
         if diff_method not in DIFF_METHODS:
             raise ValueError(f"PennyLaneEngine: diff_method must be one of {list(DIFF_METHODS)}; got {diff_method!r}")
-        if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-            raise ValueError(f"PennyLaneEngine: shots must be None (analytic) or a positive int; got {shots!r}")
+        shots = check_shots("PennyLaneEngine", shots, allow_none=True, none_means="analytic")
         if "wires" in device_kwargs:
             raise ValueError("PennyLaneEngine: 'wires' is set from the circuit; do not pass it")
         if "shots" in device_kwargs:  # pragma: no cover - guarded by the signature
@@ -106,7 +107,6 @@ class PennyLaneEngine(Engine):
                 raise ValueError(
                     f"PennyLaneEngine: device {device!r} does not provide diff_method {diff_method!r}; "
                     f"use 'best', or a gradient transform ('parameter-shift', 'finite-diff', 'spsa', 'hadamard')")
-        self._qml = qml
         self.device = device
         self.diff_method = diff_method
         self.shots = shots
@@ -123,6 +123,19 @@ class PennyLaneEngine(Engine):
             args.append(f"shots={self.shots}")
         args += [f"{k}={v!r}" for k, v in self.device_kwargs.items()]
         return f"PennyLaneEngine({', '.join(args)})"
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def _qml(self):
+        return import_optional("pennylane", feature="PennyLaneEngine")
+
+    def _options(self) -> dict:
+        return {"device": self.device, "diff_method": self.diff_method, "shots": self.shots, **self.device_kwargs}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(hardware=self.device.startswith(_HARDWARE_DEVICE_PREFIXES), shots=self.shots,
+                            exact_gradients=self.diff_method not in ("finite-diff", "spsa"))
 
     # ------------------------------------------------------------------ internals
     def _device(self, n_qubits: int):
@@ -148,7 +161,7 @@ class PennyLaneEngine(Engine):
             for g, angles in pennylane_angles(circuit, theta_in, theta_w, plan):
                 # constants as torch scalars: some PennyLane matrices reject numpy * torch mixes
                 angles = [a if torch.is_tensor(a) else torch.tensor(a, dtype=dt) for a in angles]
-                pennylane_gate(qml, g.name, g.wires, angles)
+                pennylane_op(qml, g, angles)
             out = []
             for m in meas:
                 r = pennylane_measurement(qml, m, projectors)

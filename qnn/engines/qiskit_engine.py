@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from qnn._optional import import_optional
-from qnn.engines import Engine
+from qnn.engines import Capabilities, Engine, check_seed, check_shots
 from qnn.engines._autograd import parameter_shift_run
 from qnn.engines._convert import (
     circuit_key,
     expected_output_slices,
-    pauli_observable,
+    observable,
+    pauli_exp_gates,
     probs_qargs,
     qnn_state_to_qiskit,
     to_qiskit_occurrences,
@@ -81,40 +82,68 @@ class QiskitEngine(Engine):
     name = "qiskit"
 
     def __init__(self, shots: int | None = None, noise_model=None, seed: int | None = None,
-                 method: str = "statevector"):
-        if shots is not None and (isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1):
-            raise ValueError(f"QiskitEngine: shots must be None (exact) or a positive int; got {shots!r}")
+                 method: str = "statevector", noise_backend: str | None = None):
+        shots = check_shots("QiskitEngine", shots, allow_none=True)
+        if noise_backend is not None:
+            if noise_model is not None:
+                raise ValueError("QiskitEngine: give noise_model or noise_backend, not both")
+            noise_model = _noise_model_of(noise_backend)
+        elif isinstance(noise_model, dict):  # from config()
+            noise_model = import_optional("qiskit_aer.noise", feature="QiskitEngine").NoiseModel.from_dict(noise_model)
         if method not in _AER_METHODS:
             raise ValueError(f"QiskitEngine: method must be one of {list(_AER_METHODS)}; got {method!r}")
         if shots is None and noise_model is not None:
             raise ValueError("QiskitEngine: a noise_model needs shots=<int> (exact mode is noiseless); got shots=None")
         if shots is None and method != "statevector":
             raise ValueError(f"QiskitEngine: exact mode (shots=None) uses method='statevector'; got {method!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"QiskitEngine: seed must be None or an int; got {type(seed).__name__}")
-        self._qiskit = import_optional("qiskit", feature="QiskitEngine")
-        self._qi = import_optional("qiskit.quantum_info", feature="QiskitEngine")
-        self.shots = None if shots is None else int(shots)
+        seed = check_seed("QiskitEngine", seed)
+        import_optional("qiskit", feature="QiskitEngine")
+        self.shots = shots
         self.noise_model = noise_model
+        self.noise_backend = noise_backend
         self.seed = seed
         self.method = method
         self._rng = np.random.default_rng(seed)
         self._cache: dict = {}
-        self._sim = None
         if self.shots is not None:
-            aer = import_optional("qiskit_aer", feature="QiskitEngine(shots=...)")
+            import_optional("qiskit_aer", feature="QiskitEngine(shots=...)")
             opts = {"method": method}
             if noise_model is not None:
                 opts["noise_model"] = noise_model
             self._backend_options = opts
-            self._sim = aer.AerSimulator(**opts)
-            self._sampler_cls = import_optional("qiskit_aer.primitives", feature="QiskitEngine").SamplerV2
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def _qiskit(self):
+        return import_optional("qiskit", feature="QiskitEngine")
+
+    @property
+    def _qi(self):
+        return import_optional("qiskit.quantum_info", feature="QiskitEngine")
+
+    @property
+    def _sampler_cls(self):
+        return import_optional("qiskit_aer.primitives", feature="QiskitEngine").SamplerV2
+
+    def _options(self) -> dict:
+        opts = {"shots": self.shots, "seed": self.seed, "method": self.method}
+        if self.noise_backend is not None:
+            opts["noise_backend"] = self.noise_backend
+        elif self.noise_model is not None:
+            opts["noise_model"] = _plain_noise_dict(self.noise_model)
+        return opts
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(hardware=False, shots=self.shots, exact_gradients=True)
 
     def __repr__(self) -> str:
         args = []
         if self.shots is not None:
             args.append(f"shots={self.shots}")
-        if self.noise_model is not None:
+        if self.noise_backend is not None:
+            args.append(f"noise_backend={self.noise_backend!r}")
+        elif self.noise_model is not None:
             args.append("noise_model=<NoiseModel>")
         if self.seed is not None:
             args.append(f"seed={self.seed}")
@@ -127,6 +156,10 @@ class QiskitEngine(Engine):
         """Evaluate ``circuit`` on ``inputs (B, n_inputs)`` with ``weights (n_weights,)``;
         returns ``(B, n_outputs)`` on ``inputs.device``, differentiable by parameter shift."""
         validate_run_args("QiskitEngine", circuit, inputs, weights)
+        if self.shots is not None and any(m.kind == "hermitian" for m in circuit.measurements):
+            raise ValueError(
+                "QiskitEngine: hermitian measurements are evaluated exactly only (shots=None); got "
+                f"shots={self.shots}: measure the Pauli words of the observable (measure_pauli) to sample them")
         evaluate = self._exact_evaluator(circuit) if self.shots is None else self._shot_evaluator(circuit)
         return parameter_shift_run("QiskitEngine", evaluate, circuit, inputs, weights)
 
@@ -155,11 +188,15 @@ class QiskitEngine(Engine):
 
     def _exact_evaluator(self, circuit):
         key = ("exact", circuit_key(circuit))
+        pe = pauli_exp_gates(circuit)
 
         def build():
-            qc, theta = to_qiskit_occurrences(circuit, state=None) if circuit.state_prep is None else \
-                _gates_only(circuit)
-            obs = [pauli_observable(m, circuit.n_qubits) if m.kind == "expval" else None
+            if pe:  # rebuilt per row with that row's PauliExp matrices
+                qc, theta = None, None
+            else:
+                qc, theta = to_qiskit_occurrences(circuit, state=None) if circuit.state_prep is None else \
+                    _gates_only(circuit)
+            obs = [observable(m, circuit.n_qubits) if m.kind != "probs" else None
                    for m in circuit.measurements]
             return qc, theta, obs
 
@@ -167,18 +204,22 @@ class QiskitEngine(Engine):
         n, slices, meas = circuit.n_qubits, expected_output_slices(circuit), circuit.measurements
         Statevector = self._qi.Statevector
 
-        def evaluate(thetas, states, state_ids):
+        def evaluate(thetas, states, state_ids, unitaries=None):
             out = np.empty((thetas.shape[0], circuit.n_outputs))
             q_states = None if states is None else qnn_state_to_qiskit(states, n)
             for r in range(thetas.shape[0]):
-                bound = qc.assign_parameters(thetas[r]) if len(theta) else qc
+                if pe:
+                    qc_r, th = _gates_only(circuit, {gi: unitaries[gi][r] for gi in pe})
+                    bound = qc_r.assign_parameters(thetas[r, columns_for(qc_r, th)]) if qc_r.num_parameters else qc_r
+                else:
+                    bound = qc.assign_parameters(thetas[r]) if len(theta) else qc
                 sv = Statevector.from_label("0" * n) if q_states is None else Statevector(q_states[state_ids[r]])
                 sv = sv.evolve(bound)
                 for m, sl, o in zip(meas, slices, obs):
-                    if m.kind == "expval":
-                        out[r, sl] = float(np.real(sv.expectation_value(o)))
-                    else:
+                    if m.kind == "probs":
                         out[r, sl] = sv.probabilities(probs_qargs(m))
+                    else:
+                        out[r, sl] = float(np.real(sv.expectation_value(o)))
             return out
 
         return evaluate
@@ -199,14 +240,42 @@ class QiskitEngine(Engine):
                 tqcs.append(self._transpile(qc))
             return base, theta, groups, tqcs
 
-        base, theta, groups, tqcs = self._cached(key, build)
+        pe = pauli_exp_gates(circuit)
+        if pe:  # a PauliExp gate is synthesised from its matrix: circuits per distinct matrices
+            groups = measurement_groups(circuit.measurements)
+            base = theta = tqcs = None
+        else:
+            base, theta, groups, tqcs = self._cached(key, build)
         slices, meas, n = expected_output_slices(circuit), circuit.measurements, circuit.n_qubits
 
-        def evaluate(thetas, states, state_ids):
+        def pe_pubs(thetas, states, state_ids, unitaries, pubs, where):
+            by_key: dict = {}
+            for r in range(thetas.shape[0]):
+                ukey = tuple(unitaries[gi][r].tobytes() for gi in pe)
+                by_key.setdefault((None if states is None else int(state_ids[r]), ukey), []).append(r)
+            for (s, _), rows in by_key.items():
+                rows = np.asarray(rows)
+                base_r, theta_r = _gates_only(circuit, {gi: unitaries[gi][rows[0]] for gi in pe})
+                for g, (basis, _) in enumerate(groups):
+                    qc = self._qiskit.QuantumCircuit(n)
+                    if s is not None:
+                        from qiskit.circuit.library import StatePreparation
+
+                        qc.append(StatePreparation(qnn_state_to_qiskit(states[s], n)), list(range(n)))
+                    qc.compose(base_r, inplace=True)
+                    add_basis_change(qc, basis)
+                    qc.measure_all()
+                    tqc = self._transpile(qc)
+                    pubs.append(self._pub(tqc, thetas[rows][:, columns_for(tqc, theta_r)]))
+                    where.append((g, rows))
+
+        def evaluate(thetas, states, state_ids, unitaries=None):
             N = thetas.shape[0]
             out = np.empty((N, circuit.n_outputs))
             pubs, where = [], []
-            if states is None:
+            if pe:
+                pe_pubs(thetas, states, state_ids, unitaries, pubs, where)
+            elif states is None:
                 for g, tqc in enumerate(tqcs):
                     pubs.append(self._pub(tqc, thetas[:, columns_for(tqc, theta)]))
                     where.append((g, np.arange(N)))
@@ -240,11 +309,34 @@ class QiskitEngine(Engine):
         return evaluate
 
 
-def _gates_only(circuit):
-    """Occurrence-view Qiskit circuit of the gates alone (no state preparation)."""
+def _noise_model_of(backend_name: str):
+    """Aer noise model of a fake IBM backend given by name (``"fake_manila"``)."""
+    if not isinstance(backend_name, str) or not backend_name.startswith("fake_"):
+        raise ValueError(f"QiskitEngine: noise_backend must be a fake backend name such as 'fake_manila'; "
+                         f"got {backend_name!r}")
+    fp = import_optional("qiskit_ibm_runtime.fake_provider", feature="QiskitEngine(noise_backend=...)")
+    try:
+        backend = fp.FakeProviderForBackendV2().backend(backend_name)
+    except Exception:
+        raise ValueError(f"QiskitEngine: unknown fake backend {backend_name!r}") from None
+    return import_optional("qiskit_aer.noise", feature="QiskitEngine").NoiseModel.from_backend(backend)
+
+
+def _plain_noise_dict(noise_model) -> dict:
+    """A NoiseModel as plain values (complex numbers as [re, im] pairs are what
+    ``to_dict(serializable=True)`` gives)."""
+    import json
+
+    return json.loads(json.dumps(noise_model.to_dict(serializable=True), default=lambda o: [o.real, o.imag]
+                                 if isinstance(o, complex) else str(o)))
+
+
+def _gates_only(circuit, unitaries: dict | None = None):
+    """Occurrence-view Qiskit circuit of the gates alone (no state preparation); ``PauliExp``
+    gates as the ``UnitaryGate`` of ``unitaries[gate index]``."""
     from qnn.circuit import Circuit
 
     c = Circuit(circuit.n_qubits)
     c.n_inputs, c.n_weights = circuit.n_inputs, circuit.n_weights
     c.gates = list(circuit.gates)
-    return to_qiskit_occurrences(c)
+    return to_qiskit_occurrences(c, unitaries=unitaries)

@@ -56,6 +56,7 @@ from qnn.circuit import Circuit
 from qnn.engines import Engine
 from qnn.engines._amplitude import amplitude_states
 from qnn.engines._convert import validate_run_args
+from qnn.pauli import pauli_exp_matrix
 from qnn.engines._torch_plan import (
     CONST_MATS,
     CONTROLLED,
@@ -163,19 +164,27 @@ def _gate_matrix(op: GateOp, ang, cdtype, rdtype, device, batch_shape):
     controlled slice by :func:`_ctrl_apply`)."""
     g = op.gate
     k = len(g.wires)
+    if g.name == "PauliExp":
+        return _permute_to_ascending(pauli_exp_matrix(g.words, ang).to(cdtype), op.perm, k)
     if op.controlled:
         return _mats_1q(CONTROLLED[g.name], ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
     if g.name in CONST_MATS:
         m = torch.as_tensor(CONST_MATS[g.name], dtype=cdtype, device=device).expand(*batch_shape, 2**k, 2**k)
     else:
         m = _mats_1q(g.name, ang.unsqueeze(-2), 1, cdtype, rdtype, device, batch_shape)[..., 0, :, :]
-    if op.perm is not None:
-        lead = m.dim() - 2
-        m = m.reshape(*m.shape[:lead], *([2] * (2 * k)))
-        p = list(op.perm)
-        axes = list(range(lead)) + [lead + i for i in p] + [lead + k + i for i in p]
-        m = m.permute(axes).reshape(*m.shape[:lead], 2**k, 2**k)
-    return m
+    return _permute_to_ascending(m, op.perm, k)
+
+
+def _permute_to_ascending(m: torch.Tensor, perm, k: int) -> torch.Tensor:
+    """A ``k``-wire matrix ``(..., 2**k, 2**k)`` in gate-wire order re-ordered to ascending
+    wires (``perm[j]``: the gate-wire position of the j-th smallest wire)."""
+    if perm is None:
+        return m
+    lead = m.dim() - 2
+    m = m.reshape(*m.shape[:lead], *([2] * (2 * k)))
+    p = list(perm)
+    axes = list(range(lead)) + [lead + i for i in p] + [lead + k + i for i in p]
+    return m.permute(axes).reshape(*m.shape[:lead], 2**k, 2**k)
 
 
 def _kron(mats: torch.Tensor) -> torch.Tensor:
@@ -445,7 +454,14 @@ class _Runner:
             self.zr_fold = _ZReadout([m for m, _ in folded], [sg for _, sg in folded], n, dev, self.rdtype)
             self.exec_ops = self.exec_ops[:-1]
         self.pauli = {}
+        self.hermitian = {}
         for pos, kind, data in plan.other:
+            if kind == "hermitian":
+                wires, rows = data
+                order = sorted(range(len(wires)), key=lambda i: wires[i])
+                perm = None if order == list(range(len(wires))) else tuple(order)
+                mat = _permute_to_ascending(torch.tensor(rows, dtype=cdtype, device=dev), perm, len(wires))
+                self.hermitian[pos] = (tuple(sorted(wires)), mat)
             if kind == "pauli":
                 xm, zm, k = data
                 flip = [w for w in range(n) if xm >> (n - 1 - w) & 1]
@@ -600,6 +616,11 @@ class _Runner:
                     q = fr[..., 0] * pr[..., 0]
                     q = q.addcmul_(fr[..., 1], pr[..., 1])
                 cols[pos] = zr(q).transpose(0, 1)
+            elif kind == "hermitian":
+                wires, mat = self.hermitian[pos]
+                mpsi = _apply_bl(psi, mat, wires, n)  # M psi, (2**n, B)
+                pr, mr = torch.view_as_real(psi), torch.view_as_real(mpsi)
+                cols[pos] = (pr * mr).sum((0, 2)).unsqueeze(1)  # Re <psi|M|psi>
             else:
                 wires = data
                 x = p.reshape(*([2] * n), Bt)
@@ -861,6 +882,10 @@ class TorchEngine(Engine):
                  autograd_max_bytes: int = 2**30):
         if mode not in MODES:
             raise ValueError(f"TorchEngine: mode must be one of {list(MODES)}; got {mode!r}")
+        if isinstance(dtype, str):  # from config(): "complex128"
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ValueError(f"TorchEngine: dtype must be a torch dtype or its name; got {dtype!r}")
+            dtype = getattr(torch, dtype)
         if dtype is not None:
             _complex_dtype(dtype, torch.zeros(0))
         if max_memory_bytes is not None and (not isinstance(max_memory_bytes, (int, float)) or max_memory_bytes <= 0):
@@ -886,6 +911,12 @@ class TorchEngine(Engine):
 
     def __repr__(self) -> str:
         return f"TorchEngine(mode={self.mode!r}, dtype={self.dtype}, device={self.device})"
+
+    def _options(self) -> dict:
+        return {"dtype": None if self.dtype is None else str(self.dtype).replace("torch.", ""),
+                "device": None if self.device is None else str(self.device), "mode": self.mode,
+                "max_memory_bytes": self.max_memory_bytes, "block_size": self.block_size,
+                "unitary_max_qubits": self.unitary_max_qubits, "autograd_max_bytes": self.autograd_max_bytes}
 
     # ------------------------------------------------------------------ plans
     @staticmethod
@@ -1037,6 +1068,8 @@ class TorchEngine(Engine):
             if kind == "pauli":
                 n_pauli += 1
                 readout += (2 * S + 2 * R if data[0] else R) + _ZReadout.nbytes([data[1]], n, B, ritem)
+            elif kind == "hermitian":  # M psi, its backward, and the matrix
+                readout += 4 * S + 2 * 4 ** len(data[0]) * item
             else:
                 readout += 4 * B * 2 ** len(data) * ritem
         if n_pauli:
@@ -1143,3 +1176,25 @@ class TorchEngine(Engine):
                 raise ValueError(mode)
         out = runner.measure(psi, fold=mode != "gates" and runner.fold)
         return out.to(device=out_device, dtype=out_dtype)
+
+    def state(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The final state vectors ``(B, 2**n)`` (complex, qnn basis order: wire 0 most
+        significant) of ``circuit``'s gates on ``inputs (B, n_inputs)``, ``weights
+        (n_weights,)``; differentiable by autograd.  Measurements are ignored (none needed).
+        Runs the fused ops of the ``blocked`` path under plain autograd."""
+        validate_run_args("TorchEngine.state", circuit, inputs, weights, need_measurements=False)
+        out_device = inputs.device
+        device = self.device or inputs.device
+        cdtype = _complex_dtype(self.dtype, inputs)
+        rdtype = _real_of(cdtype)
+        B = inputs.shape[0]
+        x = inputs.to(device=device, dtype=rdtype)
+        w = weights.to(device=device, dtype=rdtype)
+        self.check_memory(circuit, max(B, 1), "blocked", device, cdtype)
+        plan = self.plan(circuit)
+        runner = self._runner(plan, device, cdtype)
+        sh, ps = runner.angles(x, w)
+        psi = runner.init_state(x, sh, ps, B)
+        mats = runner.op_matrices(plan.ops, sh, ps, B)
+        psi = runner.apply_ops(psi, plan.ops, mats)
+        return psi.transpose(0, 1).to(out_device)

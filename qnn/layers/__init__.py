@@ -17,7 +17,7 @@ hardware form: ``FlippedQuanv3x3.pauli_expectations``).
 """
 
 from qnn.layers._flipped import FlippedQuanv3x3
-from qnn.layers._pauli import pauli_sum
+from qnn.pauli import pauli_sum
 from qnn.layers._quantum import DEFAULT_QUBIT_BUDGET, QuantumLayer, QuantumLinear, auto_config, z_words
 from qnn.layers._quanv import QuanvConv2d
 from qnn.layers._reupload import DataReUploadingLinear

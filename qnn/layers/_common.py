@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["MODES", "pos_int", "paper_layer_dtypes", "randn_reset", "from_classical"]
+__all__ = ["MODES", "pos_int", "paper_layer_dtypes", "randn_reset", "from_classical", "EngineRef", "circuit_engine"]
 
 MODES = ("physical", "paper")
 
@@ -58,3 +58,46 @@ def from_classical(cls, classical: nn.Module, args: tuple, kwargs: dict, copy_bi
         with torch.no_grad():
             q.bias.copy_(classical.bias.detach().to(q.bias.dtype))
     return q
+
+
+class EngineRef:
+    """A paper layer's circuit engine.  Deep copies of the layer share it (an engine holds
+    caches and SDK handles, no trainable state); pickling keeps the engine's name and options
+    and rebuilds it (an engine given as an instance cannot be pickled)."""
+
+    def __init__(self, engine, options: dict | None):
+        from qnn.engines import get_engine
+
+        self.spec = (engine, dict(options or {})) if isinstance(engine, str) else None
+        self.engine = get_engine(engine, **(options or {}))
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __getstate__(self):
+        if self.spec is None:
+            raise TypeError(f"EngineRef: an engine given as an instance ({self.engine!r}) cannot be pickled; "
+                            "build the layer with an engine name (engine='qiskit', engine_options={...})")
+        return {"spec": self.spec}
+
+    def __setstate__(self, state):
+        from qnn.engines import get_engine
+
+        self.spec = state["spec"]
+        self.engine = get_engine(self.spec[0], **self.spec[1])
+
+
+def circuit_engine(owner: str, engine, engine_options, mode: str) -> EngineRef | None:
+    """The layer's circuit engine (None: the dense torch path).  ``mode="paper"`` is refused:
+    its complex parameters make ``exp(i sum theta P)`` non-unitary, which no circuit applies."""
+    if engine is None:
+        if engine_options:
+            raise ValueError(f"{owner}: engine_options need an engine; got engine=None")
+        return None
+    if mode == "paper":
+        name = engine if isinstance(engine, str) else type(engine).__name__
+        raise ValueError(
+            f"{owner}: mode='paper' cannot run on a circuit engine (got engine={name!r}): its complex "
+            "parameters make exp(i sum_k theta_k P_k) non-unitary, and a circuit can only apply unitary "
+            "gates; use mode='physical' on the engine, or engine=None (the dense torch path) for mode='paper'")
+    return EngineRef(engine, engine_options)

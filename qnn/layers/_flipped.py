@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qnn.layers._common import from_classical, paper_layer_dtypes, pos_int, randn_reset
-from qnn.layers._pauli import pauli_matrices, su_gates
+from qnn.circuit import Circuit, Param
+from qnn.layers._common import circuit_engine, from_classical, paper_layer_dtypes, pos_int, randn_reset
+from qnn.pauli import pauli_labels, pauli_matrices, su_gates
 
 __all__ = ["FlippedQuanv3x3"]
 
@@ -41,6 +42,19 @@ class FlippedQuanv3x3(nn.Module):
         bias (bool): add a per-output-channel bias (randn init).
         seed (int | None): seeds ``reset_parameters``.
         device, dtype: factory kwargs; ``dtype`` is the real dtype (float32 default, float64).
+        engine (str | Engine | None): None (default): the dense torch fast path.  An engine
+            name or instance (``"torch"``, ``"pennylane"``, ``"qiskit"``, ``"ibm"``): the
+            circuit path -- one 2-qubit circuit ``PauliExp(theta_oc)|00>`` per (out, in) channel
+            pair, measured for its 15 Pauli words, then contracted with the patches' Pauli
+            coefficients (:meth:`forward_from_expectations`).  ``mode="paper"`` is refused
+            there (not unitary).
+        engine_options (dict | None): engine constructor options (with an engine name).
+
+    Circuit-engine cost (``engine`` set), whatever the number or size of the images: one
+    engine call of ``C_out * C_in`` circuit evaluations (the pairs' 15 angles are the rows of
+    its batch), each giving the 15 expectation values ``<P_k>``; the backward on
+    parameter-shift engines (qiskit, ibm) adds ``2 * 15 = 30`` shifted evaluations per pair
+    (the generalised shift rule), in one further call.  :attr:`circuit` is that circuit.
 
     Shape:
         input ``(B, C_in, H, W)`` or ``(C_in, H, W)`` float; output ``(B, C_out, H', W')`` with
@@ -69,9 +83,12 @@ class FlippedQuanv3x3(nn.Module):
         seed: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
+        engine: Any = None,
+        engine_options: dict | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        self._engine = circuit_engine(name, engine, engine_options, mode)
         self.in_channels = pos_int(in_channels, "in_channels", name, 1)
         self.out_channels = pos_int(out_channels, "out_channels", name, 1)
         self.stride = pos_int(stride, "stride", name, 1)
@@ -85,11 +102,38 @@ class FlippedQuanv3x3(nn.Module):
             self.bias = nn.Parameter(torch.empty(self.out_channels, device=device, dtype=pdtype))
         else:
             self.register_parameter("bias", None)
+        self.circuit = self.kernel_circuit() if self._engine is not None else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """randn ``theta`` and bias (real randn cast to complex in paper mode); repeatable with ``seed``."""
         randn_reset(self)
+
+    @property
+    def engine(self):
+        """The circuit engine, or None for the dense path."""
+        return None if self._engine is None else self._engine.engine
+
+    @staticmethod
+    def kernel_circuit() -> Circuit:
+        """The 2-qubit circuit of one channel pair: inputs 0..14 are ``theta_oc`` (IXYZ order),
+        the gate ``exp(i sum_k theta_k P_k)`` on ``|00>``, outputs ``<P_k>`` for the 15 words."""
+        c = Circuit(2)
+        idx = c.new_inputs(15)
+        words = pauli_labels(2)
+        c.add_pauli_exp([0, 1], words, [Param.input(i) for i in idx])
+        for w in words:
+            c.measure_pauli(w)
+        return c
+
+    def circuit_expectations(self) -> torch.Tensor:
+        """``<psi_oc|P_k|psi_oc>`` (C_out, C_in, 15) evaluated on the circuit engine: one engine
+        call with the C_out * C_in channel pairs as its batch (differentiable)."""
+        if self._engine is None:
+            raise ValueError(f"{type(self).__name__}: circuit_expectations needs an engine; got engine=None")
+        rows = self.weight.reshape(-1, 15)
+        out = self._engine.engine.run(self.circuit, rows, rows.new_zeros(0))
+        return out.reshape(self.out_channels, self.in_channels, 15).to(self._real)
 
     # ---- the kernel states --------------------------------------------------------------
     def gates(self) -> torch.Tensor:
@@ -142,6 +186,9 @@ class FlippedQuanv3x3(nn.Module):
         return x.to(self._real)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._engine is not None:
+            self._check(x)
+            return self.forward_from_expectations(x, self.circuit_expectations())
         x = self._check(x)
         return F.conv2d(x, *self.conv2d_parameters(), stride=self.stride, padding=self.padding)
 
@@ -246,6 +293,7 @@ class FlippedQuanv3x3(nn.Module):
                               kwargs, copy_bias)
 
     def extra_repr(self) -> str:
+        eng = "" if self._engine is None else f", engine={getattr(self.engine, 'name', type(self.engine).__name__)}"
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, stride={self.stride}, "
-                f"padding={self.padding}, mode={self.mode}, bias={self.bias is not None}")
+                f"padding={self.padding}, mode={self.mode}, bias={self.bias is not None}{eng}")
 

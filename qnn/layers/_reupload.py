@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from qnn.layers._common import from_classical, paper_layer_dtypes, pos_int, randn_reset
-from qnn.layers._pauli import parallel_map, pauli_matrices, su_gates
+from qnn.circuit import Circuit, Param
+from qnn.layers._common import circuit_engine, from_classical, paper_layer_dtypes, pos_int, randn_reset
+from qnn.pauli import parallel_map, pauli_decompose, pauli_labels, pauli_matrices, su_gates
 
 __all__ = ["DataReUploadingLinear"]
 
@@ -200,6 +201,14 @@ class DataReUploadingLinear(nn.Module):
         seed (int | None): seeds ``reset_parameters``.
         device, dtype: factory kwargs; ``dtype`` is the real dtype (float32 default or
             float64); paper-mode ``theta`` is the matching complex dtype.
+        engine (str | Engine | None): None (default): the dense torch fast path.  An engine
+            name or instance: the circuit path (:meth:`reupload_circuit`): ``H`` on every wire,
+            then per repetition the data gate ``PauliExp`` with coefficients ``t c_P(x)``,
+            ``c_P(x) = Tr(P H(x)) / 2^n`` (a fixed linear map of ``x``, the circuit's inputs;
+            the identity part is a global phase) and the trainable ``PauliExp(theta_l)`` over
+            all ``4^n - 1`` words; readout: basis probabilities.  ``mode="paper"`` is refused
+            there (not unitary).
+        engine_options (dict | None): engine constructor options (with an engine name).
 
     Shape:
         input ``(*, in_features)`` float; output ``(*, out_features)`` in the layer's real dtype.
@@ -229,9 +238,12 @@ class DataReUploadingLinear(nn.Module):
         seed: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
+        engine: Any = None,
+        engine_options: dict | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        self._engine = circuit_engine(name, engine, engine_options, mode)
         in_features = pos_int(in_features, "in_features", name)
         out_features = pos_int(out_features, "out_features", name)
         n_reps = pos_int(n_reps, "n_reps", name)
@@ -267,7 +279,34 @@ class DataReUploadingLinear(nn.Module):
             self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
+        self.circuit = self.reupload_circuit() if self._engine is not None else None
         self.reset_parameters()
+
+    @property
+    def engine(self):
+        """The circuit engine, or None for the dense path."""
+        return None if self._engine is None else self._engine.engine
+
+    def reupload_circuit(self) -> Circuit:
+        """The layer as a :class:`~qnn.circuit.Circuit`: inputs are the data Hamiltonian's
+        4^n - 1 Pauli coefficients (:meth:`data_coefficients`), weights the flattened
+        ``weight`` (n_reps, 4^n - 1); outputs the 2^n basis probabilities."""
+        n, words = self.n_qubits, pauli_labels(self.n_qubits)
+        c = Circuit(n)
+        data = c.new_inputs(len(words))
+        theta = c.new_weights("theta", (self.n_reps, len(words)))
+        for w in range(n):
+            c.add("H", w)
+        for l in range(self.n_reps):
+            c.add_pauli_exp(range(n), words, [Param.input(i, scale=self.t) for i in data])
+            c.add_pauli_exp(range(n), words, [Param.weight(k) for k in theta[l * len(words):(l + 1) * len(words)]])
+        c.measure_probs()
+        return c
+
+    def data_coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """``c_P(x) = Tr(P H(x)) / 2^n`` for the 4^n - 1 non-identity strings, (B, 4^n - 1): a
+        fixed linear map of ``x`` (``H(x) = c_I I + sum_P c_P P``)."""
+        return pauli_decompose(self.hamiltonian(x), self.n_qubits)
 
     @property
     def real_dtype(self) -> torch.dtype:
@@ -322,6 +361,15 @@ class DataReUploadingLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         lead = x.shape[:-1]
+        if self._engine is not None:
+            flat = x.reshape(-1, self.in_features)
+            if flat.shape[0] == 0:
+                return self._readout(self._plus().expand(0, -1), lead) + 0.0 * self.weight.sum()
+            probs = self._engine.engine.run(self.circuit, self.data_coefficients(flat), self.weight.reshape(-1))
+            out = probs[:, : self.out_features].to(self.real_dtype)
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*lead, self.out_features)
         flat = x.reshape(-1, self.in_features).to(self.real_dtype)
         if flat.shape[0] == 0:
             return self._readout(self._plus().expand(0, -1), lead) + 0.0 * self.weight.real.sum()
@@ -362,6 +410,7 @@ class DataReUploadingLinear(nn.Module):
         return from_classical(cls, linear, (linear.in_features, linear.out_features), kwargs, copy_bias)
 
     def extra_repr(self) -> str:
+        eng = "" if self._engine is None else f", engine={getattr(self.engine, 'name', type(self.engine).__name__)}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, n_qubits={self.n_qubits}, "
-                f"n_reps={self.n_reps}, mode={self.mode}, bias={self.bias is not None}")
+                f"n_reps={self.n_reps}, mode={self.mode}, bias={self.bias is not None}{eng}")
 

@@ -85,6 +85,23 @@ def dense_gate(name, wires, angles, n):
     raise KeyError(name)
 
 
+def _embed(n, wires, m):
+    """A k-wire operator ``m`` (first listed wire most significant) on ``wires`` of n wires."""
+    k = len(wires)
+    rest = [w for w in range(n) if w not in wires]
+    full = np.kron(m, np.eye(2 ** len(rest))).reshape([2] * (2 * n))
+    order = list(wires) + rest  # axis j of full (and n + j) is wire order[j]
+    perm = [order.index(w) for w in range(n)]
+    return full.transpose(perm + [n + p for p in perm]).reshape(2**n, 2**n)
+
+
+def dense_pauli_exp(words, wires, angles, n):
+    """exp(i sum_k a_k P_k) from Kronecker products and a dense eigendecomposition."""
+    gen = sum(a * _kron_ops(n, {w: PAULI[ch] for w, ch in zip(wires, word)}) for a, word in zip(angles, words))
+    lam, v = np.linalg.eigh(gen)
+    return (v * np.exp(1j * lam)) @ v.conj().T
+
+
 def _angle(p, x, w):
     if p.kind == "input":
         return x[p.index] * p.scale + p.offset
@@ -105,10 +122,17 @@ def reference(circuit: Circuit, X: np.ndarray, W: np.ndarray) -> np.ndarray:
             v[: sp.n_features] = x[sp.start: sp.start + sp.n_features]
             psi = v / np.linalg.norm(v) + 0j
         for g in circuit.gates:
-            psi = dense_gate(g.name, g.wires, [_angle(p, x, W) for p in g.params], n) @ psi
+            angles = [_angle(p, x, W) for p in g.params]
+            if g.name == "PauliExp":
+                psi = dense_pauli_exp(g.words, g.wires, angles, n) @ psi
+            else:
+                psi = dense_gate(g.name, g.wires, angles, n) @ psi
         out = []
         for m in circuit.measurements:
-            if m.kind == "expval":
+            if m.kind == "hermitian":
+                O = _embed(n, m.wires, np.array(m.matrix))
+                out.append(float(np.real(psi.conj() @ O @ psi)))
+            elif m.kind == "expval":
                 O = _kron_ops(n, {w: PAULI[c] for w, c in zip(m.wires, m.pauli)})
                 out.append(float(np.real(psi.conj() @ O @ psi)))
             else:

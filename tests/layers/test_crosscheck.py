@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qnn.layers import DataReUploadingLinear, FlippedQuanv3x3
-from qnn.layers._pauli import pauli_labels
+from qnn.pauli import pauli_labels
 
 F64 = torch.float64
 

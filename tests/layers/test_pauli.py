@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from qnn.layers._pauli import (
+from qnn.pauli import (
     _tables,
     batched_eigh,
     divided_difference_expi,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qnn.layers import DataReUploadingLinear
-from qnn.layers._pauli import su_gates
+from qnn.pauli import su_gates
 from qnn.layers._reupload import _ReuploadEvolve
 
 F64 = torch.float64

@@ -1,4 +1,7 @@
-"""Pauli-string tables and Pauli sums without a (4^n, 2^n, 2^n) stack.
+"""Pauli strings: tables, Pauli sums without a (4^n, 2^n, 2^n) stack, Pauli-generated gates.
+
+Shared by the engines (the ``PauliExp`` gate, Hermitian observables) and the layers (the
+"Quantum Creep" layers), so it sits below both.
 
 The 4^n Pauli strings on n qubits are indexed in ``itertools.product('IXYZ', repeat=n)``
 order (index 0 is the identity; the first letter is the most significant Kronecker factor,
@@ -29,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 __all__ = ["pauli_labels", "pauli_masks", "pauli_sum", "pauli_matrices", "n_paulis", "expi_hermitian",
-           "su_gates", "divided_difference_expi", "batched_eigh",
-           "parallel_map"]
+           "su_gates", "divided_difference_expi", "batched_eigh", "parallel_map", "pauli_index",
+           "pauli_decompose", "pauli_exp_matrix", "pauli_exp_shift_coefficients"]
 
 _MAX_QUBITS = 10  # tables are O(4^n); pauli_sum output alone is 16^n bytes-ish beyond that
 
@@ -303,3 +306,120 @@ def su_gates(theta: torch.Tensor, n_qubits: int | None = None) -> torch.Tensor:
     if theta.is_complex():
         return torch.linalg.matrix_exp(1j * g)
     return expi_hermitian(g)
+
+
+# --------------------------------------------------------------------------------------------
+# Pauli words, decomposition, and the Pauli-generated gate exp(i sum_k c_k P_k)
+# --------------------------------------------------------------------------------------------
+
+def pauli_index(word: str) -> int:
+    """Position of a non-identity ``word`` in :func:`pauli_labels` ``(len(word))``.
+
+    >>> pauli_index("X"), pauli_index("IZ"), pauli_index("ZZ")
+    (0, 2, 14)
+    """
+    k = 0
+    for ch in word:
+        k = 4 * k + "IXYZ".index(ch)
+    if k == 0:
+        raise ValueError(f"pauli_index: the identity word has no index; got {word!r}")
+    return k - 1
+
+
+def pauli_decompose(matrix: torch.Tensor, n_qubits: int | None = None) -> torch.Tensor:
+    """Coefficients ``c_k = Tr(P_k H) / 2^n`` of a Hermitian ``H`` (..., 2^n, 2^n) on the
+    4^n - 1 non-identity strings (IXYZ order), so ``H = Tr(H)/2^n I + sum_k c_k P_k``.
+
+    Linear in ``H`` and differentiable; one gather and one Walsh-Hadamard matmul (no Pauli
+    stack).  Uses ``Tr(P H) = (-i)^{#Y} sum_r (-1)^{popcount(r & z)} H[r ^ x, r]``.  A real
+    (symmetric) ``H`` gives real coefficients without complex arithmetic; a complex Hermitian
+    ``H`` gives the real part (the imaginary part is zero for Hermitian input).
+
+    >>> import torch
+    >>> pauli_decompose(pauli_sum(torch.tensor([0.5, 0.0, -2.0], dtype=torch.float64)))
+    tensor([ 0.5000,  0.0000, -2.0000], dtype=torch.float64)
+    """
+    d = matrix.shape[-1]
+    if n_qubits is None:
+        n_qubits = d.bit_length() - 1
+    if matrix.shape[-2:] != (2**n_qubits, 2**n_qubits):
+        raise ValueError(f"pauli_decompose: matrix must be (..., 2**n, 2**n); got {tuple(matrix.shape)}")
+    x, z, _, ny, hadamard, _ = _tables(n_qubits)
+    dev = matrix.device
+    rows = torch.arange(d, device=dev)
+    lead = matrix.shape[:-2]
+    # G[x, r] = H[r ^ x, r], flattened index (r ^ x) * d + r
+    gidx = ((rows.unsqueeze(0) ^ rows.unsqueeze(1)) * d + rows.unsqueeze(0)).reshape(-1)
+    g = matrix.reshape(*lead, d * d)[..., gidx].reshape(*lead, d, d)
+    xs, zs = x[1:].to(dev), z[1:].to(dev)
+    nyk = ny.to(dev)[xs, zs]
+    if matrix.is_complex():
+        hd = hadamard.to(device=dev, dtype=matrix.real.dtype)
+        c = _cmatmul_real(g, hd)[..., xs, zs] * _phase(nyk, matrix.dtype, dev)
+        return c.real / d
+    hd = hadamard.to(device=dev, dtype=matrix.dtype)
+    re_phase = torch.tensor([1.0, 0.0, -1.0, 0.0], dtype=matrix.dtype, device=dev)[nyk]  # Re (-i)^m
+    return (g @ hd)[..., xs, zs] * re_phase / d
+
+
+def _word_indices(words, owner: str) -> tuple[int, torch.Tensor]:
+    words = list(words)
+    if not words or any(not isinstance(w, str) or len(w) != len(words[0]) for w in words):
+        raise ValueError(f"{owner}: words must be non-empty Pauli strings of one length; got {words!r}")
+    return len(words[0]), torch.tensor([pauli_index(w) for w in words], dtype=torch.long)
+
+
+def pauli_exp_matrix(words, coeffs: torch.Tensor) -> torch.Tensor:
+    """``exp(i sum_k coeffs[..., k] P_{words[k]})`` as (..., 2^m, 2^m), ``m = len(words[0])``
+    (first letter = most significant bit), for real ``coeffs`` (..., len(words)).
+
+    Built through :func:`su_gates` (eigh of the Hermitian generator), so the gradient is the
+    exact divided-difference one, also where eigenvalues repeat.  complex128 for float64
+    ``coeffs``, complex64 for float32.
+
+    >>> import torch, math
+    >>> u = pauli_exp_matrix(["Z"], torch.tensor([math.pi / 2], dtype=torch.float64))
+    >>> torch.allclose(u, torch.diag(torch.tensor([1j, -1j], dtype=torch.complex128)))
+    True
+    """
+    m, idx = _word_indices(words, "pauli_exp_matrix")
+    if coeffs.shape[-1] != idx.shape[0]:
+        raise ValueError(f"pauli_exp_matrix: coeffs must end in len(words) = {idx.shape[0]}; got {tuple(coeffs.shape)}")
+    theta = coeffs.new_zeros(*coeffs.shape[:-1], 4**m - 1).index_add(-1, idx.to(coeffs.device), coeffs)
+    return su_gates(theta, m)
+
+
+def pauli_exp_shift_coefficients(words, coeffs: torch.Tensor) -> torch.Tensor:
+    """``omega[..., k, l]`` of the generalised parameter-shift rule of ``U = exp(iA)``,
+    ``A = sum_k coeffs[..., k] P_{words[k]}``, over all 4^m - 1 strings ``P_l`` (IXYZ order):
+
+        dU/dc_k = U Omega_k,  Omega_k = int_0^1 e^{-isA} (i P_k) e^{isA} ds = i sum_l omega_kl P_l
+
+    (Omega_k is anti-Hermitian and traceless, so omega is real).  For any expectation
+    ``E = <phi| U^H M U |phi>`` and ``g(a) = E(U e^{i a P_l})``, ``g'(0) = <phi| i[M', P_l] |phi>``
+    with ``M' = U^H M U``, and ``g(a)`` is ``A + B cos 2a + C sin 2a`` (``P_l^2 = I``), so
+
+        dE/dc_k = sum_l omega_kl [E(U e^{i pi/4 P_l}) - E(U e^{-i pi/4 P_l})].
+
+    With ``A = V diag(lam) V^H``: ``V^H Omega_k V = i (V^H P_k V) o F``,
+    ``F_pq = int_0^1 e^{is(lam_q - lam_p)} ds = e^{i d/2} sinc(d/2)``, ``d = lam_q - lam_p``,
+    and ``omega_kl = Tr(P_l V ((V^H P_k V) o F) V^H) / 2^m``.  Computed in float64 without
+    gradient (for engines that only evaluate circuits).
+
+    >>> import torch
+    >>> w = pauli_exp_shift_coefficients(["Z"], torch.tensor([0.3], dtype=torch.float64))
+    >>> [round(v, 12) for v in w[0].tolist()]   # one Pauli commutes with its exponential
+    [0.0, 0.0, 1.0]
+    """
+    m, idx = _word_indices(words, "pauli_exp_shift_coefficients")
+    with torch.no_grad():
+        c = coeffs.detach().to(torch.float64)
+        theta = c.new_zeros(*c.shape[:-1], 4**m - 1).index_add(-1, idx.to(c.device), c)
+        lam, v = torch.linalg.eigh(pauli_sum(theta, m))
+        dlt = lam.unsqueeze(-2) - lam.unsqueeze(-1)  # [p, q] = lam_q - lam_p
+        f = torch.polar(torch.ones_like(dlt), dlt / 2) * torch.sinc(dlt / (2 * torch.pi))
+        pk = pauli_matrices(m, torch.complex128).to(c.device)[idx]  # (K, d, d)
+        vv = v.unsqueeze(-3)
+        inner = vv.mH @ pk @ vv  # (..., K, d, d)
+        mk = vv @ (inner * f.unsqueeze(-3)) @ vv.mH
+        return pauli_decompose(mk, m)

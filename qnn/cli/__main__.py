@@ -1,0 +1,5 @@
+import sys
+
+from qnn.cli import main
+
+sys.exit(main())
