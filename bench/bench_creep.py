@@ -5,7 +5,9 @@ epoch with the fast layers.
     python bench/bench_creep.py --threads 1 2 --repeats 5 --naive-batch 2 --epoch-batches 300
 
 Model: FlippedQuanv3x3(1->32), FlippedQuanv3x3(32->16), flatten 12544,
-DataReUploadingLinear(12544->10, n=7, reps=10); CrossEntropy + Adam(lr 5e-4), batch 200,
+DataReUploadingLinear(12544->10, n=7, reps=10), built by ``qnn.models.creep.hybrid_net("level2")``
+as the experiments do (its forward runs the two activation-free convolutions as one composed
+5x5 convolution); CrossEntropy + Adam(lr 5e-4), batch 200,
 MNIST-shaped input 1x32x32 (Pad(2) + Normalize(0.5, 0.5) of real MNIST when
 ``$QNN_DATA_DIR/mnist`` exists, else uniform noise in [-1, 1]).
 
@@ -39,12 +41,19 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from torch import nn
+# OpenMP threads that spin-wait after each parallel region compete with the DRU layer's own
+# worker threads (qnn.layers parallel_map) for the 2 cores, and with other processes on a
+# shared machine: measured 2.2x slower steps at 2 threads under load without this.  Must be
+# set before torch loads libgomp; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qnn.layers import DataReUploadingLinear, FlippedQuanv3x3  # noqa: E402
+from qnn.models.creep import hybrid_net  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------
@@ -114,8 +123,11 @@ class NaiveDRU(nn.Module):
 
 # ------------------------------------------------------------------------------------------
 def make_models(seed=0):
-    fast = nn.Sequential(FlippedQuanv3x3(1, 32, seed=seed), FlippedQuanv3x3(32, 16, seed=seed + 1), nn.Flatten(),
-                         DataReUploadingLinear(12544, 10, n_qubits=7, n_reps=10, seed=seed + 2))
+    """The level-2 model as the experiments build it (:func:`qnn.models.creep.hybrid_net`; its
+    forward composes the two activation-free convolutions into one 5x5 convolution)."""
+    fast, _ = hybrid_net("level2", mode="physical", n_reps=10, seed=seed)
+    assert isinstance(fast.conv1, FlippedQuanv3x3) and isinstance(fast.fc, DataReUploadingLinear)
+    assert fast.fc.n_qubits == 7
     return fast
 
 
@@ -166,7 +178,8 @@ def main():
     gen = torch.Generator().manual_seed(0)
     X, Y, source = data(args.batch, gen)
     xb, yb = X[: args.batch], Y[: args.batch]
-    res = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+    res = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                       "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
            "data": source, "batch": args.batch, "steps": {}, "naive": None, "epoch": None,
            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
 
@@ -178,8 +191,8 @@ def main():
         stack7 = pauli_stack(7)
         stack2 = pauli_stack(2)
         build_s = time.perf_counter() - t0
-        nconv = nn.Sequential(NaiveFlipped(fast[0], stack2), NaiveFlipped(fast[1], stack2), nn.Flatten())
-        ndru = NaiveDRU(fast[3], stack7)
+        nconv = nn.Sequential(NaiveFlipped(fast.conv1, stack2), NaiveFlipped(fast.conv2, stack2), nn.Flatten())
+        ndru = NaiveDRU(fast.fc, stack7)
         nb = args.naive_batch
         xs, ys = xb[:nb], yb[:nb]
         out_f = fast(xs)
@@ -256,7 +269,7 @@ def main():
             loss = nn.functional.cross_entropy(model(X[idx]), Y[idx])
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         per_epoch = wall / nb * n_batches
         res["epoch"] = {"threads": args.epoch_threads, "batches_timed": nb, "batches_per_epoch": n_batches,

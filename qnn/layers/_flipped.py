@@ -150,6 +150,12 @@ class FlippedQuanv3x3(nn.Module):
         k = (psi.unsqueeze(-1) * psi.conj().unsqueeze(-2)).real
         return (k / self.in_channels).to(self._real)
 
+    def conv2d_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(weight, bias)`` of the ``F.conv2d`` that :meth:`forward` computes: :meth:`kernel`
+        and the real bias (None without bias).  Lets a model compose this layer with the next
+        linear one (e.g. :class:`~qnn.models.creep.CreepNet` fuses its two convolutions)."""
+        return self.kernel(), self._bias()
+
     def _bias(self) -> torch.Tensor | None:
         if self.bias is None:
             return None
@@ -184,7 +190,7 @@ class FlippedQuanv3x3(nn.Module):
             self._check(x)
             return self.forward_from_expectations(x, self.circuit_expectations())
         x = self._check(x)
-        return F.conv2d(x, self.kernel(), self._bias(), stride=self.stride, padding=self.padding)
+        return F.conv2d(x, *self.conv2d_parameters(), stride=self.stride, padding=self.padding)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """Literal patch-by-patch computation (pad each 3x3 patch to 4x4, symmetrise, take

@@ -30,7 +30,7 @@ from torch import nn
 from qnn.layers import DataReUploadingLinear, FlippedQuanv3x3
 from qnn.swap import SwapPlan, SwapReport, n_params
 
-__all__ = ["CreepNet", "hybrid_net", "CONFIGURATIONS", "LEVELS", "CONTROLS", "PAPER_RESULTS", "quantum_layers"]
+__all__ = ["CreepNet", "composed_conv", "hybrid_net", "CONFIGURATIONS", "LEVELS", "CONTROLS", "PAPER_RESULTS", "quantum_layers"]
 
 LEVELS = {"level0": (), "level1": ("conv1", "conv2"), "level2": ("conv1", "conv2", "fc")}
 _SUBSETS = {("+".join(s) if s else "classical"): s
@@ -89,10 +89,69 @@ class CreepNet(nn.Module):
                 self.fc = nn.Linear(flat, n_classes)
         self.act = nn.Tanh() if control == "control-tanh" else nn.Identity()
 
+    #: Without an activation between them (every configuration but control-tanh), compute
+    #: ``conv2(conv1(x))`` as one 5x5 convolution with the composed kernel (see
+    #: :func:`composed_conv`): the same affine map, ~9x fewer flops, and no gradient through
+    #: the 32-channel intermediate.  Taken only where both layers are plain 3x3 stride-1
+    #: unpadded convolutions on their conv fast path without hooks; set False to run them one
+    #: after the other.
+    fuse_convs: bool = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fuse_convs and isinstance(self.act, nn.Identity):
+            h = composed_conv(self.conv1, self.conv2, x)
+            if h is not None:
+                return self.fc(h.flatten(1))
         h = self.act(self.conv1(x))
         h = self.act(self.conv2(h))
         return self.fc(h.flatten(1))
+
+
+def _conv3x3_parameters(m: nn.Module):
+    """``(weight, bias)`` of a layer whose forward is ``F.conv2d(x, weight, bias)`` with a 3x3
+    kernel, stride 1, no padding, dilation or groups; None for anything else (subclasses,
+    circuit engines, layers with forward hooks)."""
+    if m._forward_hooks or m._forward_pre_hooks:
+        return None
+    if type(m) is nn.Conv2d:
+        plain = (m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding in ((0, 0), "valid")
+                 and m.dilation == (1, 1) and m.groups == 1)
+        return (m.weight, m.bias) if plain else None
+    if type(m) is FlippedQuanv3x3 and m.stride == 1 and m.padding == 0 and getattr(m, "engine", None) is None:
+        return m.conv2d_parameters()
+    return None
+
+
+def composed_conv(first: nn.Module, second: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``second(first(x))`` for two linear 3x3 convolution layers as one 5x5 convolution, or
+    None where that does not apply (then call the layers).
+
+    Cross-correlations compose by convolving their kernels: ``(x * K1 + b1) * K2 + b2 =
+    x * K + b`` with ``K[o, i] = sum_c K1[c, i] conv K2[o, c]`` (full 2-D convolution, 5x5) and
+    ``b[o] = b2[o] + sum_c b1[c] sum(K2[o, c])``.  Exact up to rounding; the gradients reach
+    both layers' parameters through ``K`` and ``b``.
+
+    Example:
+        >>> c1, c2, x = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 3), torch.randn(3, 1, 8, 8)
+        >>> torch.allclose(composed_conv(c1, c2, x), c2(c1(x)), atol=1e-5)
+        True
+    """
+    p1, p2 = _conv3x3_parameters(first), _conv3x3_parameters(second)
+    if p1 is None or p2 is None:
+        return None
+    (k1, b1), (k2, b2) = p1, p2
+    if not (torch.is_tensor(x) and x.dim() == 4 and x.shape[1] == k1.shape[1] and k2.shape[1] == k1.shape[0]
+            and x.dtype == k1.dtype == k2.dtype and min(x.shape[-2:]) >= 5):
+        return None  # the layers themselves raise or cast
+    # K[o, i] = sum_c sum_j K1[c, i, u - j] K2[o, c, j]: a cross-correlation of the zero-padded
+    # K1 (batch = input channel i) with the flipped K2
+    k = torch.nn.functional.conv2d(torch.nn.functional.pad(k1.transpose(0, 1), (2, 2, 2, 2)), k2.flip(-1, -2))
+    k = k.transpose(0, 1)
+    b = b2
+    if b1 is not None:
+        shift = k2.sum((-1, -2)) @ b1
+        b = shift if b2 is None else b2 + shift
+    return torch.nn.functional.conv2d(x, k, b)
 
 
 def matched_hidden(flat: int, n_classes: int, n_qubits: int = 7, n_reps: int = 10) -> int:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from qnn.layers import DataReUploadingLinear
+from qnn.pauli import su_gates
 from qnn.layers._reupload import _ReuploadEvolve
 
 F64 = torch.float64
@@ -56,8 +57,7 @@ def test_gradcheck_of_the_custom_function():
     x = degenerate_inputs(10, 2, gen)[:3].requires_grad_()
     th = layer.weight.detach().clone().requires_grad_()
     torch.autograd.gradcheck(
-        lambda x_, t_: torch.view_as_real(_ReuploadEvolve.apply(layer.hamiltonian(x_), __import__(
-            "qnn.pauli", fromlist=["su_gates"]).su_gates(t_, 2), layer._plus(), layer.t)),
+        lambda x_, t_: torch.view_as_real(_ReuploadEvolve.apply(x_, su_gates(t_, 2), layer._plus(), layer.t)),
         (x, th))
 
 
@@ -144,5 +144,55 @@ def test_repr_shapes_empty_and_input_checks():
     assert torch.equal(a.weight, b.weight)
     with pytest.raises(ValueError, match="last dimension 10, got 9"):
         layer(torch.randn(2, 9))
-    with pytest.raises(ValueError, match="NaN or inf"):
-        layer(torch.full((1, 10), math.inf))
+    for bad in (math.inf, -math.inf, math.nan):
+        x = torch.randn(3, 10)
+        x[1, 7] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            layer(x)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mode", ["physical", "paper"])
+def test_fast_equals_reference_over_several_chunks_and_threads(threads, mode):
+    # 37 samples: several work items of unequal size (reupload._CHUNK), spread over the threads,
+    # with exactly repeated eigenvalues in some of them
+    layer = DataReUploadingLinear(40, 5, n_reps=3, mode=mode, seed=6, dtype=F64)
+    if mode == "paper":
+        with torch.no_grad():
+            layer.weight.imag.normal_(0, 0.05, generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(7)
+    x = torch.cat([degenerate_inputs(40, 3, gen), torch.randn(32, 40, dtype=F64, generator=gen)])[torch.randperm(37, generator=gen)]
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fast = run(layer, layer.forward, x)
+    finally:
+        torch.set_num_threads(old)
+    ref = run(layer, layer.forward_reference, x)
+    for a, b in zip(fast, ref):
+        assert torch.allclose(a, b, atol=1e-11, rtol=1e-10), (a - b).abs().max()
+
+
+def test_gradients_when_only_the_input_or_only_the_weights_need_them():
+    layer = DataReUploadingLinear(16, 4, n_reps=3, seed=2, dtype=F64)
+    x = degenerate_inputs(16, 2, torch.Generator().manual_seed(3))
+    w = torch.linspace(-1, 1, 5 * 4, dtype=F64).reshape(5, 4)
+    gx_ref, gw_ref = torch.autograd.grad((layer.forward_reference(x.requires_grad_()) * w).sum(), [x, layer.weight])
+    (gw,) = torch.autograd.grad((layer(x.detach()) * w).sum(), [layer.weight])  # no input gradient
+    layer.weight.requires_grad_(False)
+    (gx,) = torch.autograd.grad((layer(x) * w).sum(), [x])  # frozen gates
+    layer.weight.requires_grad_(True)
+    torch.testing.assert_close(gw, gw_ref, atol=1e-11, rtol=1e-10)
+    torch.testing.assert_close(gx, gx_ref, atol=1e-11, rtol=1e-10)
+
+
+def test_float32_fast_gradients_match_float64_reference():
+    l32 = DataReUploadingLinear(30, 4, n_reps=3, seed=3)
+    l64 = DataReUploadingLinear(30, 4, n_reps=3, dtype=F64)
+    l64.load_state_dict({k: v.double() for k, v in l32.state_dict().items()})
+    x = torch.randn(20, 30, generator=torch.Generator().manual_seed(1))
+    g32 = run(l32, l32.forward, x)
+    g64 = run(l64, l64.forward_reference, x.double())
+    for a, b in zip(g32, g64):
+        a, b = a.detach().double(), b.detach()
+        assert (a - b).abs().max() <= 1e-4 * max(float(b.abs().max()), 1.0)

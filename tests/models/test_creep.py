@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from qnn.layers import DataReUploadingLinear, FlippedQuanv3x3
-from qnn.models.creep import CONFIGURATIONS, CreepNet, hybrid_net, matched_hidden
+from qnn.models.creep import CONFIGURATIONS, CreepNet, composed_conv, hybrid_net, matched_hidden
 
 
 def _n(m):
@@ -93,3 +93,54 @@ def test_from_classical_copies_shapes_and_bias():
     d = DataReUploadingLinear.from_linear(lin, n_reps=2, seed=0)
     assert (d.in_features, d.out_features, d.n_qubits) == (20, 3, 3)
     torch.testing.assert_close(d.bias.detach(), lin.bias.detach())
+
+
+def _grads(net, x):
+    net.zero_grad(set_to_none=True)
+    out = net(x)
+    (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape).to(out)).sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("layers", ["classical", "flipped-physical", "flipped-paper", "mixed"])
+def test_fused_convolutions_equal_the_layer_by_layer_path(layers):
+    net = CreepNet(3, image_size=9, seed=0).double()
+    if layers != "classical":
+        mode = "paper" if layers == "flipped-paper" else "physical"
+        net.conv2 = FlippedQuanv3x3(32, 16, mode=mode, seed=2, dtype=torch.float64)
+        if layers != "mixed":
+            net.conv1 = FlippedQuanv3x3(3, 32, mode=mode, seed=1, dtype=torch.float64)
+    x = torch.randn(4, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert composed_conv(net.conv1, net.conv2, x) is not None  # the fused path is taken
+    out, grads = _grads(net, x)
+    net.fuse_convs = False
+    ref, ref_grads = _grads(net, x)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_fused_convolutions_float32_level2_and_fallbacks():
+    model, _ = hybrid_net("level2", n_reps=2, seed=0)
+    x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    out, grads = _grads(model, x)
+    model.fuse_convs = False
+    ref, ref_grads = _grads(model, x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    for name in grads:
+        scale = ref_grads[name].abs().max()
+        assert (grads[name] - ref_grads[name]).abs().max() <= 1e-3 * scale, name
+    # not fused: a forward hook on a convolution (it must see its input), padding, other dtypes
+    model.fuse_convs = True
+    seen = []
+    handle = model.conv1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    assert composed_conv(model.conv1, model.conv2, x) is None
+    model(x)
+    assert seen == [torch.Size([3, 32, 30, 30])]
+    handle.remove()
+    assert composed_conv(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3), x) is None
+    assert composed_conv(model.conv1, model.conv2, x.double()) is None
+    assert composed_conv(model.conv1, model.conv2, x[:, :, :4, :4]) is None
+    tanh, _ = hybrid_net("control-tanh", seed=0)
+    torch.testing.assert_close(tanh(x), tanh.fc(tanh.act(tanh.conv2(tanh.act(tanh.conv1(x)))).flatten(1)))
