@@ -11,9 +11,10 @@ weights and the inputs.  Counted, not assumed:
 * **Qiskit ML** (``EstimatorQNN`` + ``TorchConnector``, one per circuit, ``input_gradients=True``):
   its estimator is a :class:`qiskit.primitives.StatevectorEstimator` wrapped to count ``run``
   calls (each call is one primitive job on hardware) and the PUBs / parameter sets they carry.
-* **PennyLane's Qiskit-remote device** (``pennylane-qiskit``): counted when importable; on this
-  machine pennylane-qiskit 0.45 requires qiskit <= 2.3 while qnn's pins have qiskit 2.6, so it
-  is reported as not measured.
+* **PennyLane's Qiskit-remote device** (``pennylane-qiskit``): pennylane-qiskit 0.45 requires
+  qiskit <= 2.3 while qnn's pins have qiskit 2.6, so it is counted by
+  ``bench/count_pennylane_remote.py`` in a separate environment (reported here as not measured
+  when the package is not importable).
 
     python bench/bench_hardware_calls.py            # prints a table, writes bench/results/hardware_calls.json
 """
