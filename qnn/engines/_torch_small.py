@@ -232,6 +232,208 @@ class _FusedFn(torch.autograd.Function):
         return None, gx, gw, gpsi0
 
 
+def _np_rot(name: str, A: np.ndarray, cdtype) -> np.ndarray:
+    """numpy twin of the torch engine's rotation matrices, batch last:
+    ``A (npar, ...)`` -> ``(2, 2, ...)``."""
+    M = np.empty((2, 2) + A.shape[1:], dtype=cdtype)
+    if name == "Rot":
+        phi, theta, omega = A[0], A[1], A[2]
+        c, s = np.cos(theta / 2), np.sin(theta / 2)
+        ea = np.exp(-0.5j * (phi + omega)).astype(cdtype)
+        ed = np.exp(0.5j * (phi - omega)).astype(cdtype)
+        np.multiply(c, ea, out=M[0, 0])
+        np.multiply(-s, ed, out=M[0, 1])
+        np.multiply(s, ed.conj(), out=M[1, 0])
+        np.multiply(c, ea.conj(), out=M[1, 1])
+        return M
+    t = A[0] / 2
+    c, s = np.cos(t), np.sin(t)
+    if name == "RX":
+        M[0, 0] = M[1, 1] = c
+        M[0, 1] = M[1, 0] = -1j * s
+    elif name == "RY":
+        M[0, 0] = M[1, 1] = c
+        M[0, 1] = -s
+        M[1, 0] = s
+    else:  # RZ
+        e = np.exp(-1j * t).astype(cdtype)
+        M[0, 0] = e
+        M[1, 1] = e.conj()
+        M[0, 1] = M[1, 0] = 0
+    return M
+
+
+def _np_kron(F: np.ndarray) -> np.ndarray:
+    """Kronecker product of ``F (k, 2, 2, *batch)`` -> ``(2**k, 2**k, *batch)`` (first = most
+    significant), batch last so that every product runs over contiguous memory."""
+    out = F[0]
+    bs = F.shape[3:]
+    for j in range(1, F.shape[0]):
+        d = out.shape[0]
+        out = (out[:, None, :, None] * F[j][None, :, None, :]).reshape(2 * d, 2 * d, *bs)
+    return out
+
+
+class _NumpyFused:
+    """The closed-form variant on CPU in numpy: the same arithmetic in the same dtype as the
+    torch ops of :class:`_FusedFn`, with the batch as the last (contiguous) axis and at a
+    fraction of their per-call overhead (a few microseconds per op is the whole cost at a
+    few qubits)."""
+
+    def __init__(self, small):
+        runner = small.runner
+        fz = small.fused
+        self.small, self.fz = small, fz
+        self.cdtype = np.complex128 if runner.cdtype == torch.complex128 else np.complex64
+        self.rdtype = np.float64 if self.cdtype == np.complex128 else np.float32
+        c = lambda t: t.detach().cpu().numpy()  # noqa: E731
+        self.sh_idx, self.sh_scale, self.sh_off = c(runner.sh_idx), c(runner.sh_scale), c(runner.sh_off)
+        self.consts = c(runner.consts)
+        self.n_weights = runner.plan.table.n_weights
+        self.idx = {k: c(v) for k, v in fz.idx.items()}
+        self.sel = {k: c(v) for k, v in fz.sel.items()}
+        self.shift = c(fz.shift).reshape(1 + fz.npar, fz.npar).T.reshape(fz.npar, 1 + fz.npar, 1, 1)
+        self.S = c(small.S)
+        self.ST = np.ascontiguousarray(self.S.T)
+        self.N = small.eye.shape[0]
+        self.eye = np.eye(self.N, dtype=self.cdtype)
+        self.mono = {}
+        for op in fz.seq:
+            if op[0] == "mono":
+                self.mono[id(op[1])] = tuple(None if a is None else c(a) for a in runner.mono(op[1]))
+        self.ry = None
+        if small.ry_map is not None:
+            idx, scale = small.ry_map
+            self.ry = (c(idx), c(scale), c(small.ry_off), c(small.ry_sel))
+
+    def forward(self, x, w, psi0):
+        """``psi0``: ``(B, N)`` or None (the RY product state, built here)."""
+        fz = self.fz
+        N = self.N
+        src = np.concatenate([w, self.consts]) if len(self.consts) else w
+        sh = src[self.sh_idx] * self.sh_scale + self.sh_off
+        dpsi = None
+        if psi0 is None:
+            idx, scale, off, sel = self.ry
+            n = idx.shape[0]
+            B = x.shape[0]
+            h = ((x[:, idx] * scale + off) * 0.5).T  # (n, B)
+            h2 = np.stack([h, h + np.pi / 2])  # (2, n, B): the angle and the derivative's
+            V = np.stack([np.cos(h2), np.sin(h2)], 2)  # (2, n, 2, B)
+            V[1] *= 0.5
+            F = V.reshape(2 * n, 2, B)[sel].reshape(1 + n, n, 2, B)
+            psi = F[:, 0]
+            for i in range(1, n):
+                psi = (psi[:, :, None, :] * F[:, i, None, :, :]).reshape(1 + n, -1, B)
+            psiT, dpsi = psi[0], psi[1:]  # (N, B), (n, N, B)
+        else:
+            psiT = psi0.T
+        mats = {}
+        for k, idx in self.idx.items():
+            A = sh[idx].reshape(-1, k, fz.npar).T  # (npar, k, nb)
+            nb = A.shape[2]
+            R = _np_rot(fz.name, A[:, None] + self.shift, self.cdtype)  # (2, 2, E, k, nb)
+            F = R.reshape(2, 2, -1, nb)[:, :, self.sel[k]].reshape(2, 2, -1, k, nb).transpose(3, 0, 1, 2, 4)
+            Kv = np.ascontiguousarray(_np_kron(F).transpose(2, 3, 0, 1))  # (V, nb, G, G)
+            mats[k] = (Kv[0], Kv[1:].reshape(fz.npar * k, nb, -1))
+        U = self.eye
+        saved = []
+        for op in fz.seq:
+            if op[0] == "block":
+                _, k, row, start = op
+                saved.append(U)
+                U = (mats[k][0][row] @ U.reshape(2**start, 2**k, -1)).reshape(N, N)
+            else:
+                srci, phase, _, _ = self.mono[id(op[1])]
+                U = U[srci]
+                if phase is not None:
+                    U *= phase[:, None]
+        if not np.iscomplexobj(psiT):
+            M = np.concatenate([U.real, U.imag])  # (2N, N)
+            ph = M @ psiT  # (2N, B): Re phi over Im phi
+            p = np.square(ph[:N])
+            p += np.square(ph[N:])
+        else:
+            M = U
+            ph = U @ psiT
+            p = np.square(ph.real) + np.square(ph.imag)
+        out = (self.ST @ p).T
+        return out, (psiT, dpsi, mats, saved, M, ph, src.shape[0], x.shape)
+
+    def backward(self, G, st, need_x, need_w, need_psi):
+        fz = self.fz
+        N = self.N
+        psiT, dpsi, mats, saved, M, ph, n_src, xshape = st
+        gp2 = (self.S @ G.T) * 2  # (N, B)
+        real = not np.iscomplexobj(psiT)
+        gpsiT = gU = gx = gw = None
+        if real:
+            D = ph * np.concatenate([gp2, gp2])  # dL/d(Re phi; Im phi), (2N, B)
+            if need_psi or (dpsi is not None and need_x):
+                gpsiT = M.T @ D
+            if need_w:
+                gM = D @ psiT.T
+                gU = gM[:N] + 1j * gM[N:]
+        else:
+            lam = ph * gp2
+            if need_psi:
+                gpsiT = M.conj().T @ lam
+            if need_w:
+                gU = lam @ psiT.conj().T
+        if dpsi is not None:
+            if need_x:
+                idx, scale, _, _ = self.ry
+                gt = (dpsi * gpsiT).sum(1)  # (n, B)
+                gx = np.zeros(xshape, dtype=self.rdtype)
+                np.add.at(gx, (slice(None), idx), (gt * scale[:, None]).T)
+            gpsiT = None
+        if need_w:
+            gK = {k: [None] * K.shape[0] for k, (K, _) in mats.items()}
+            si = len(saved)
+            for op in reversed(fz.seq):
+                if op[0] == "block":
+                    si -= 1
+                    _, k, row, start = op
+                    a, g = 2**start, 2**k
+                    g3 = gU.reshape(a, g, -1)
+                    gK[k][row] = (g3 @ saved[si].reshape(a, g, -1).conj().transpose(0, 2, 1)).sum(0)
+                    if si > 0:
+                        gU = (mats[k][0][row].conj().T @ g3).reshape(N, N)
+                else:
+                    _, _, inv, phase_inv = self.mono[id(op[1])]
+                    gU = gU[inv]
+                    if phase_inv is not None:
+                        gU *= phase_inv.conj()[:, None]
+            gsh = np.zeros(len(self.sh_idx), dtype=self.rdtype)
+            for k, (_, dK2) in mats.items():
+                nb = dK2.shape[1]
+                gk = np.stack(gK[k]).reshape(nb, -1, 1).conj()
+                # (nb, npar * k, GG) @ (nb, GG, 1): Re sum conj(gK) dK / 2 per angle
+                gA = 0.5 * (dK2.transpose(1, 0, 2) @ gk)[..., 0].real  # (nb, npar * k), p-major
+                gsh[self.idx[k]] = gA.reshape(nb, fz.npar, k).transpose(0, 2, 1).reshape(-1)
+            gsrc = np.bincount(self.sh_idx, weights=gsh * self.sh_scale, minlength=n_src).astype(self.rdtype)
+            gw = gsrc[:self.n_weights]
+        return gx, gw, None if gpsiT is None else gpsiT.T
+
+
+class _NumpyFusedFn(torch.autograd.Function):
+    """:class:`_FusedFn` computed by :class:`_NumpyFused` (CPU)."""
+
+    @staticmethod
+    def forward(ctx, small, x, w, psi0):
+        k = small.np_fused
+        out, st = k.forward(x.detach().numpy(), w.detach().numpy(), None if psi0 is None else psi0.detach().numpy())
+        ctx.k, ctx.st = k, st
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, G):
+        need_x, need_w, need_psi = ctx.needs_input_grad[1:4]
+        gx, gw, gpsi0 = ctx.k.backward(G.detach().contiguous().numpy(), ctx.st, need_x, need_w, need_psi)
+        t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return None, t(gx) if need_x else None, t(gw) if need_w else None, t(gpsi0) if need_psi else None
+
+
 def _readout_fwd(psi0, U, S):
     B, N = psi0.shape
     if not psi0.is_complex():
@@ -310,6 +512,8 @@ class SmallRunner:
             self.ry_cols = None  # the generic variant takes the full product state
         # the RY angles read straight from the inputs: closed-form state and derivatives
         self.ry_map = None
+        self.np_fused = None
+        self.use_numpy = True  # CPU: the numpy twin of the fused ops (tests compare both)
         if self.fused is not None and self.ry_cols is not None:
             t = plan.table
             lo, hi = self.ry_cols
@@ -363,14 +567,19 @@ class SmallRunner:
     def run(self, inputs, weights, B):
         """``(B, n_outputs)`` for real ``inputs (B, n_inputs)`` and ``weights``."""
         runner = self.runner
+        fn = _FusedFn
+        if self.fused is not None and runner.device.type == "cpu" and self.use_numpy:
+            if self.np_fused is None:
+                self.np_fused = _NumpyFused(self)
+            fn = _NumpyFusedFn
         if self.fused is not None and self.ry_map is not None:
-            return _FusedFn.apply(self, inputs, weights, None)
+            return fn.apply(self, inputs, weights, None)
         if self.fused is not None and runner.plan.init in ("amplitude", "zero"):
-            return _FusedFn.apply(self, inputs, weights, self.init_state(inputs, None, None, B))
+            return fn.apply(self, inputs, weights, self.init_state(inputs, None, None, B))
         sh, ps = runner.angles(inputs, weights)
         psi0 = self.init_state(inputs, sh, ps, B)
         if self.fused is not None:
-            return _FusedFn.apply(self, inputs, weights, psi0)
+            return fn.apply(self, inputs, weights, psi0)
         if self.ops:
             mats = runner.op_matrices(self.ops, sh, ps, B)
             U = self.plan_fn.apply(runner, True, self.eye, *mats)

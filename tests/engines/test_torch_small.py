@@ -115,6 +115,39 @@ def test_random_shared_circuits(seed):
     _check(c, seed, torch.float32, 1e-5, 1e-4)
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 6])
+@pytest.mark.parametrize("embed", ["angle", "amplitude", "angle_x"])
+def test_numpy_twin_equals_torch_ops(n, embed):
+    """On CPU the fused variant runs in numpy; the torch-op version (used on other devices)
+    must give the same values and gradients."""
+    if embed == "angle_x":
+        c = Circuit(n)
+        angle_embedding(c, rotation="X")
+        strongly_entangling_layers(c, 2)
+        c.measure_z()
+    else:
+        c = _sel(n, layers=2, embed=embed)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        X, W = _data(c, 6, n, dtype)
+        if embed == "amplitude":
+            X = X.abs() + 0.1
+        res = []
+        for use_numpy in (True, False):
+            eng = TorchEngine(mode="small")
+            eng.run(c, X, W)
+            (runner,) = eng._runners.values()
+            assert runner.small.fused is not None
+            runner.small.use_numpy = use_numpy
+            runner.small.np_fused = None
+            x, w = X.clone().requires_grad_(), W.clone().requires_grad_()
+            out = eng.run(c, x, w)
+            (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)).sum().backward()
+            assert (runner.small.np_fused is not None) == use_numpy
+            res.append((out.detach(), x.grad, w.grad))
+        for a, b in zip(*res):
+            torch.testing.assert_close(a, b, atol=tol, rtol=0)
+
+
 def test_gradcheck_fused():
     c = _sel(3, layers=2)
     X, W = _data(c, 3, 0)
