@@ -162,9 +162,10 @@ def test_gradcheck_fused():
 def test_auto_choice():
     eng = TorchEngine()
     assert eng.choose_mode(_sel(4), 256) == "small"
-    assert eng.choose_mode(_sel(8), 256) == "small"
-    assert eng.choose_mode(_sel(8), 64) != "small"  # 2**n > 2 B: building U costs more than it saves
-    assert eng.choose_mode(_sel(9), 4096) != "small"
+    assert eng.choose_mode(_sel(7), 256) == "small"
+    assert eng.choose_mode(_sel(7), 32) != "small"  # 2**n > 2 B: building U costs more than it saves
+    assert eng.choose_mode(_sel(8), 4096) != "small"  # the batch GEMMs on 2**n x 2**n cost more
+    assert TorchEngine().choose_mode(_sel(8), 256) == "blocked"
     assert eng.choose_mode(_sel(4, embed="amplitude"), 32) == "small"
     off = TorchEngine()
     off.small_max_qubits = 0
