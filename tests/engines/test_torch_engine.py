@@ -16,7 +16,7 @@ from qnn.engines import get_engine
 from qnn.engines.torch_engine import MODES, MemoryLimitError, TorchEngine
 from qnn.testing import BUILDER_KINDS, builder_circuit, random_circuit
 
-PATHS = ("gates", "blocked", "unitary", "adjoint")
+PATHS = ("gates", "blocked", "unitary", "adjoint", "small")
 
 # ----------------------------------------------------------------------------- reference
 # Dense 2^n x 2^n matrices built only from Kronecker products of single-wire operators.
@@ -166,7 +166,9 @@ def _run_grad(c, X, W, mode, g=None, **kw):
 
 def _paths_for(c):
     eng = TorchEngine()
-    return [m for m in PATHS if m != "unitary" or eng.plan(c).unitary_ok]
+    plan = eng.plan(c)
+    small_ok = plan.unitary_ok and [p for p, _ in plan.z_cols] == list(range(plan.n_outputs)) and bool(plan.z_cols)
+    return [m for m in PATHS if (m != "unitary" or plan.unitary_ok) and (m != "small" or small_ok)]
 
 
 def _circuits(n, seeds, amplitude_too=True):
@@ -278,7 +280,7 @@ def test_sel_matches_pennylane_convention_on_known_circuit():
 def test_gradcheck(mode):
     for c in (builder_circuit("strongly_entangling", 2, 1), builder_circuit("amplitude", 2, 1),
               random_circuit(3, 12, seed=5, measure="mixed")):
-        if mode == "unitary" and not TorchEngine().plan(c).unitary_ok:
+        if mode not in _paths_for(c):
             continue
         X, W = _data(c, 2, 0)
         eng = TorchEngine(mode=mode)
@@ -460,7 +462,10 @@ def test_memory_refusal_before_compiling_huge_register():
 
 def test_auto_mode_choice_and_plan_cache():
     eng = TorchEngine()
-    assert eng.choose_mode(builder_circuit("strongly_entangling", 4), 256) == "unitary"
+    assert eng.choose_mode(builder_circuit("strongly_entangling", 4), 256) == "small"
+    cx = builder_circuit("strongly_entangling", 4)
+    cx.measure_pauli("X", [0])  # not <Z>-only: no small path, the unitary one
+    assert eng.choose_mode(cx, 256) == "unitary"
     assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 256) == "blocked"
     assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 256) == "blocked"
     assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 4096) == "adjoint"
