@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from qnn.circuit import Circuit, Gate
 
@@ -457,3 +458,16 @@ def compile_circuit(circuit: Circuit, block_size: int = 6) -> Plan:
     unitary_ok = not any(op.per_sample for op in ops)
     return Plan(n, table, init, init_chains, ops, gate_ops, list(circuit.measurements), z_cols,
                 other, pos, unitary_ok)
+
+
+def sign_matrix(masks, signs, n: int, device, rdtype) -> torch.Tensor:
+    """Z-word sign table: ``S[x, j] = signs[j] * (-1)**parity(x & masks[j])``, ``(2**n, len(masks))``."""
+    idx = np.arange(2**n)
+    S = np.empty((2**n, len(masks)))
+    for j, (m, sg) in enumerate(zip(masks, signs)):
+        par = np.zeros(2**n, dtype=np.int64)
+        for b in range(n):
+            if m >> b & 1:
+                par ^= (idx >> b) & 1
+        S[:, j] = sg * (1 - 2 * par)
+    return torch.as_tensor(S, dtype=rdtype, device=device)

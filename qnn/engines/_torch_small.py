@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from qnn.engines._amplitude import amplitude_states
-from qnn.engines._torch_plan import Chains, Group
+from qnn.engines._torch_plan import Chains, Group, sign_matrix
 
 # rotations whose every angle enters as exp(-i t P / 2): dR/dt = R(t + pi) / 2 exactly
 _SHIFTABLE = {"RX", "RY", "RZ", "Rot"}
@@ -49,19 +49,6 @@ class _FusedReadout(torch.autograd.Function):
         psi0, S = ctx.saved_tensors
         gpsi0, gU = _readout_bwd(G, psi0, ctx.aux, S, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return gpsi0, gU, None
-
-
-def _sign_matrix(masks, signs, n: int, device, rdtype) -> torch.Tensor:
-    """``S[x, j] = signs[j] * (-1)**parity(x & masks[j])``, ``(2**n, len(masks))``."""
-    idx = np.arange(2**n)
-    S = np.empty((2**n, len(masks)))
-    for j, (m, sg) in enumerate(zip(masks, signs)):
-        par = np.zeros(2**n, dtype=np.int64)
-        for b in range(n):
-            if m >> b & 1:
-                par ^= (idx >> b) & 1
-        S[:, j] = sg * (1 - 2 * par)
-    return torch.as_tensor(S, dtype=rdtype, device=device)
 
 
 class _Fused:
@@ -479,7 +466,7 @@ class SmallRunner:
             masks, signs = [m for m, _ in folded], [sg for _, sg in folded]
         else:
             signs = [1] * len(masks)
-        self.S = _sign_matrix(masks, signs, n, runner.device, runner.rdtype)
+        self.S = sign_matrix(masks, signs, n, runner.device, runner.rdtype)
         self.eye = torch.eye(2**n, dtype=runner.cdtype, device=runner.device)
         # closed-form real product state when every wire starts with one RY (a following shared
         # single-gate step on every wire, e.g. the first layer's Rot, goes into U instead)

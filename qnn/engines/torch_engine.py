@@ -76,6 +76,7 @@ from qnn.engines._torch_plan import (
     MonoOp,
     Plan,
     compile_circuit,
+    sign_matrix,
 )
 
 __all__ = ["TorchEngine", "MemoryLimitError", "MODES"]
@@ -688,15 +689,7 @@ class _ZReadout:
             self.perm = torch.tensor(inv, device=device)
 
         def signs_of(bits: int, ms, sgs):
-            idx = np.arange(2**bits)
-            out = np.empty((2**bits, len(ms)))
-            for c, (m, sg) in enumerate(zip(ms, sgs)):
-                par = np.zeros(2**bits, dtype=np.int64)
-                for b in range(bits):
-                    if m >> b & 1:
-                        par ^= (idx >> b) & 1
-                out[:, c] = sg * (1 - 2 * par)
-            return torch.as_tensor(out, dtype=rdtype, device=device)
+            return sign_matrix(ms, sgs, bits, device, rdtype)
 
         g = groups
         self.S_hi = signs_of(H, [mh for _, mh, _, _ in g["hi"]], [sg for *_, sg in g["hi"]]) if g["hi"] else None
@@ -1171,16 +1164,20 @@ class TorchEngine(Engine):
                 f"smaller batch")
 
     # ------------------------------------------------------------------ run
+    def _prepare(self, inputs: torch.Tensor, weights: torch.Tensor):
+        """Device, complex and real dtypes, batch size, and inputs / weights on that device in
+        the real dtype (the prologue of :meth:`run` and :meth:`state`)."""
+        device = self.device or inputs.device
+        cdtype = _complex_dtype(self.dtype, inputs)
+        rdtype = _real_of(cdtype)
+        return (device, cdtype, rdtype, inputs.shape[0], inputs.to(device=device, dtype=rdtype),
+                weights.to(device=device, dtype=rdtype))
+
     def run(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Run ``circuit``: ``inputs (B, n_inputs)``, ``weights (n_weights,)`` -> ``(B, n_outputs)``."""
         validate_run_args("TorchEngine", circuit, inputs, weights)
         out_device, out_dtype = inputs.device, inputs.dtype
-        device = self.device or inputs.device
-        cdtype = _complex_dtype(self.dtype, inputs)
-        rdtype = _real_of(cdtype)
-        B = inputs.shape[0]
-        x = inputs.to(device=device, dtype=rdtype)
-        w = weights.to(device=device, dtype=rdtype)
+        device, cdtype, rdtype, B, x, w = self._prepare(inputs, weights)
         if B == 0:
             out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
             return out.to(device=out_device, dtype=out_dtype)
@@ -1244,12 +1241,7 @@ class TorchEngine(Engine):
         Runs the fused ops of the ``blocked`` path under plain autograd."""
         validate_run_args("TorchEngine.state", circuit, inputs, weights, need_measurements=False)
         out_device = inputs.device
-        device = self.device or inputs.device
-        cdtype = _complex_dtype(self.dtype, inputs)
-        rdtype = _real_of(cdtype)
-        B = inputs.shape[0]
-        x = inputs.to(device=device, dtype=rdtype)
-        w = weights.to(device=device, dtype=rdtype)
+        device, cdtype, rdtype, B, x, w = self._prepare(inputs, weights)
         self.check_memory(circuit, max(B, 1), "blocked", device, cdtype)
         plan = self.plan(circuit)
         runner = self._runner(plan, device, cdtype)
