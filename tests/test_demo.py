@@ -55,3 +55,20 @@ def test_demo_checkpoint_resume_trains_no_more_when_finished(tmp_path, capsys):
     again = main(args)  # finished: loads the checkpoint, trains nothing, same history
     assert re.findall(r"^epoch +\d+ ", capsys.readouterr().out, flags=re.M) == []
     assert again["history"] == first["history"]
+
+
+def test_readme_main_job_needs_no_data_directory(tmp_path):
+    """The README's first command ends in `qnn demo digits`, which runs with QNN_DATA_DIR pointing
+    at an empty folder and no cache: it uses only data that ships with the install."""
+    import os
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    assert "bash .ci/setup && .venv/bin/qnn demo digits" in readme
+    env = dict(os.environ, QNN_DATA_DIR=str(tmp_path / "empty"), HOME=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-m", "qnn.cli", "demo", "digits", "--epochs", "2", "--no-progress",
+                          "--n-qubits", "4"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(re.findall(r"^epoch +\d+ .* test acc", res.stdout, flags=re.M)) == 2
