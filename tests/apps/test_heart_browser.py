@@ -90,7 +90,15 @@ def _fill(driver, values: dict, level: str) -> None:
             el.clear()
             el.send_keys(str(value))
     Select(driver.find_element(By.ID, "level")).select_by_value(level)
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.ID, "submit").click()
+    # the form posts and the server renders a new page: wait until the old one is gone and the new
+    # one has loaded (reading elements right after the click raced with the navigation)
+    WebDriverWait(driver, 120).until(EC.staleness_of(old_page))
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_page_matches_the_model_for_real_patients(server, browser, heart_bundle, tmp_path):
