@@ -28,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +73,14 @@ FOUR_TERM_GATES = frozenset({"CRX", "CRY", "CRZ", "MCRY"})
 
 
 # ---------------------------------------------------------------------------- checks
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or inf in ``t``: a finite sum proves it (NaN and inf propagate); only a sum that
+    is not finite (also an overflow of finite values) needs the element-wise check."""
+    if t.numel() == 0 or math.isfinite(float(t.detach().sum())):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
 def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: bool = True) -> None:
     """Check the engine contract: ``inputs (B, n_inputs)``, ``weights (n_weights,)``, real
     floating tensors with finite values.  Raises TypeError / ValueError naming what was
@@ -91,10 +101,9 @@ def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: b
         raise ValueError(
             f"{owner}: weights must have shape (n_weights={circuit.n_weights},); got {tuple(weights.shape)}"
         )
-    if not bool(torch.isfinite(inputs).all()):
-        raise ValueError(f"{owner}: inputs contain NaN or inf")
-    if not bool(torch.isfinite(weights).all()):
-        raise ValueError(f"{owner}: weights contain NaN or inf")
+    for name, t in (("inputs", inputs), ("weights", weights)):
+        if not _all_finite(t):
+            raise ValueError(f"{owner}: {name} contain NaN or inf")
     if need_measurements and not circuit.measurements:
         raise ValueError(f"{owner}: the circuit has no measurements (use measure_z / measure_pauli / measure_probs)")
 

@@ -14,12 +14,19 @@ shared by the batch (``plan.unitary_ok``) and a ``<Z>``-only readout; it runs
    with ``gp = G S^T`` and ``L = gp * phi``, ``d psi0 = 2 L conj(U)`` and ``d U = 2 L^T
    conj(psi0)`` (for a real ``psi0``: one real GEMM each on ``U``'s interleaved real/imag view).
 
+On CPU the closed-form variant runs in numpy (:class:`_NumpyFused`), and once ``2**n >= B``
+(``state_ratio``) it applies the same fused blocks to the ``(2**n, B)`` states instead of the
+identity: the readout is then ``|psi|^2 S`` and the backward carries the states' cotangent
+back through the blocks (saved inputs) to ``psi0``; the RY product state's input gradient is
+contracted as a tree (:func:`_np_prod_grad`) instead of building ``n`` derivative states.
+
 Exact (the same arithmetic as the other paths, in the requested dtype).  The slow reference is
 the ``gates`` path (one op per gate, autograd), see ``tests/engines/test_torch_small.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -67,6 +74,7 @@ class _Fused:
         self.mats_1q, self.kron = mats_1q, kron
         self.name = None
         self.seq = []  # ("block", k, row in the k-stack, start wire) | ("mono", MonoOp)
+        self.n_pre = len(pre_chunks)  # the first n_pre blocks: the product state's trailing gates
         idx: dict = {}  # k -> angle rows (shared table), (block, wire, param) order
         items = [(start, ch) for start, ch in pre_chunks] + [None if op.__class__.__name__ == "MonoOp" else op
                                                               for op in ops]
@@ -261,6 +269,39 @@ def _np_kron(F: np.ndarray) -> np.ndarray:
     return out
 
 
+def _np_kron_vecs(V: np.ndarray) -> np.ndarray:
+    """Product state of the per-wire factors ``V (k, 2, B)`` -> ``(2**k, B)`` (wire 0 most
+    significant)."""
+    psi = V[0]
+    for i in range(1, V.shape[0]):
+        psi = (psi[:, None, :] * V[i][None, :, :]).reshape(-1, V.shape[2])
+    return psi
+
+
+def _np_prod_env(T: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Environments of a product state's factors: ``env[i, :, b] = sum_x T[x, b] prod_{j != i}
+    V[j, x_j, b]`` (the index ``x_i`` left open), ``T (2**k, B)``, ``V (k, 2, B)`` ->
+    ``(k, 2, B)``; ``sum_x T dpsi_i = sum_c env[i, c] dV_i[c]`` for a change of factor ``i``.
+
+    Contracted as a tree: ``T`` with the right half's product state leaves the left half's
+    environment (and the other way round), so the cost is about two passes over ``T`` instead
+    of ``k`` (one per factor)."""
+    k = V.shape[0]
+    if k == 1:
+        return T[None]
+    m = k // 2
+    T3 = T.reshape(2**m, 2 ** (k - m), -1)
+    left = (T3 * _np_kron_vecs(V[m:])[None]).sum(1)
+    right = (T3 * _np_kron_vecs(V[:m])[:, None]).sum(0)
+    return np.concatenate([_np_prod_env(left, V[:m]), _np_prod_env(right, V[m:])])
+
+
+def _np_prod_grad(T: np.ndarray, V: np.ndarray, Vd: np.ndarray) -> np.ndarray:
+    """``g[i, b] = sum_x T[x, b] dpsi_i[x, b]`` where ``psi = kron_i V[i]`` and ``dpsi_i`` has
+    factor ``i`` replaced by ``Vd[i]``: ``(k, B)``."""
+    return (_np_prod_env(T, V) * Vd).sum(1)
+
+
 class _NumpyFused:
     """The closed-form variant on CPU in numpy: the same arithmetic in the same dtype as the
     torch ops of :class:`_FusedFn`, with the batch as the last (contiguous) axis and at a
@@ -282,8 +323,10 @@ class _NumpyFused:
         self.shift = c(fz.shift).reshape(1 + fz.npar, fz.npar).T.reshape(fz.npar, 1 + fz.npar, 1, 1)
         self.S = c(small.S)
         self.ST = np.ascontiguousarray(self.S.T)
-        self.N = small.eye.shape[0]
-        self.eye = np.eye(self.N, dtype=self.cdtype)
+        #: the ops run on the states when ``N * state_ratio >= B`` (else on the identity, giving U)
+        self.state_ratio = small.state_ratio
+        self.N = small.N
+        self._eye = None
         self.mono = {}
         for op in fz.seq:
             if op[0] == "mono":
@@ -301,41 +344,57 @@ class _NumpyFused:
         sh = src[self.sh_idx] * self.sh_scale + self.sh_off
         dpsi = None
         if psi0 is None:
-            idx, scale, off, sel = self.ry
-            n = idx.shape[0]
-            B = x.shape[0]
+            idx, scale, off, _ = self.ry
             h = ((x[:, idx] * scale + off) * 0.5).T  # (n, B)
-            h2 = np.stack([h, h + np.pi / 2])  # (2, n, B): the angle and the derivative's
-            V = np.stack([np.cos(h2), np.sin(h2)], 2)  # (2, n, 2, B)
-            V[1] *= 0.5
-            F = V.reshape(2 * n, 2, B)[sel].reshape(1 + n, n, 2, B)
-            psi = F[:, 0]
-            for i in range(1, n):
-                psi = (psi[:, :, None, :] * F[:, i, None, :, :]).reshape(1 + n, -1, B)
-            psiT, dpsi = psi[0], psi[1:]  # (N, B), (n, N, B)
+            c, sn = np.cos(h), np.sin(h)
+            V = np.stack([c, sn], 1)  # (n, 2, B): wire i's factor [cos, sin](t_i / 2)
+            psiT = _np_kron_vecs(V)  # (N, B)
+            dpsi = (V, np.stack([-0.5 * sn, 0.5 * c], 1))  # the factors and their derivatives
         else:
             psiT = psi0.T
-        mats = {}
+        mats, rots = {}, {}
         for k, idx in self.idx.items():
             A = sh[idx].reshape(-1, k, fz.npar).T  # (npar, k, nb)
             nb = A.shape[2]
             R = _np_rot(fz.name, A[:, None] + self.shift, self.cdtype)  # (2, 2, E, k, nb)
+            rots[k] = R
             F = R.reshape(2, 2, -1, nb)[:, :, self.sel[k]].reshape(2, 2, -1, k, nb).transpose(3, 0, 1, 2, 4)
             Kv = np.ascontiguousarray(_np_kron(F).transpose(2, 3, 0, 1))  # (V, nb, G, G)
             mats[k] = (Kv[0], Kv[1:].reshape(fz.npar * k, nb, -1))
-        U = self.eye
+        # the state variant runs the ops on the (N, B) states themselves: cheaper than building
+        # U (N x N) and reading it out with three N x N x B products once N is not small
+        # against B
+        state = N * self.state_ratio >= psiT.shape[1]
+        seq, fold = fz.seq, None
+        if state and dpsi is not None and fz.n_pre:
+            # the product state's trailing single-qubit gates (the first layer) act on each
+            # wire's factor, u_i = R_i v_i, instead of as blocks on the whole state
+            V = dpsi[0]
+            Rw = np.empty((V.shape[0], 2, 2, 1 + fz.npar), dtype=self.cdtype)  # (n, 2, 2, E)
+            for _, k, row, start in seq[:fz.n_pre]:
+                Rw[start:start + k] = rots[k][..., row].transpose(3, 0, 1, 2)
+            R0 = Rw[..., 0]
+            u = R0 @ V  # (n, 2, B)
+            psiT = _np_kron_vecs(u)
+            seq, fold = seq[fz.n_pre:], (Rw, u)
+        if not state and self._eye is None:
+            self._eye = np.eye(N, dtype=self.cdtype)
+        U = psiT.astype(self.cdtype) if state else self._eye
         saved = []
-        for op in fz.seq:
+        for op in seq:
             if op[0] == "block":
                 _, k, row, start = op
                 saved.append(U)
-                U = (mats[k][0][row] @ U.reshape(2**start, 2**k, -1)).reshape(N, N)
+                U = (mats[k][0][row] @ U.reshape(2**start, 2**k, -1)).reshape(U.shape)
             else:
                 srci, phase, _, _ = self.mono[id(op[1])]
                 U = U[srci]
                 if phase is not None:
                     U *= phase[:, None]
-        if not np.iscomplexobj(psiT):
+        if state:
+            M, ph = None, U
+            p = np.square(U.real) + np.square(U.imag)
+        elif not np.iscomplexobj(psiT):
             M = np.concatenate([U.real, U.imag])  # (2N, N)
             ph = M @ psiT  # (2N, B): Re phi over Im phi
             p = np.square(ph[:N])
@@ -345,62 +404,104 @@ class _NumpyFused:
             ph = U @ psiT
             p = np.square(ph.real) + np.square(ph.imag)
         out = (self.ST @ p).T
-        return out, (psiT, dpsi, mats, saved, M, ph, src.shape[0], x.shape)
+        return out, (psiT, dpsi, mats, saved, M, ph, src.shape[0], x.shape, state, seq, fold)
 
     def backward(self, G, st, need_x, need_w, need_psi):
         fz = self.fz
         N = self.N
-        psiT, dpsi, mats, saved, M, ph, n_src, xshape = st
+        psiT, dpsi, mats, saved, M, ph, n_src, xshape, state, seq, fold = st
         gp2 = (self.S @ G.T) * 2  # (N, B)
         real = not np.iscomplexobj(psiT)
         gpsiT = gU = gx = gw = None
-        if real:
+        want_psi = need_psi or (dpsi is not None and need_x)
+        if state:  # the final states' cotangent; the op loop below carries it back to psi0
+            gU = ph * gp2
+        elif real:
             D = ph * np.concatenate([gp2, gp2])  # dL/d(Re phi; Im phi), (2N, B)
-            if need_psi or (dpsi is not None and need_x):
+            if want_psi:
                 gpsiT = M.T @ D
             if need_w:
                 gM = D @ psiT.T
                 gU = gM[:N] + 1j * gM[N:]
         else:
             lam = ph * gp2
-            if need_psi:
+            if want_psi:
                 gpsiT = M.conj().T @ lam
             if need_w:
                 gU = lam @ psiT.conj().T
-        if dpsi is not None:
-            if need_x:
-                idx, scale, _, _ = self.ry
-                gt = (dpsi * gpsiT).sum(1)  # (n, B)
-                gx = np.zeros(xshape, dtype=self.rdtype)
-                np.add.at(gx, (slice(None), idx), (gt * scale[:, None]).T)
-            gpsiT = None
-        if need_w:
-            gK = {k: [None] * K.shape[0] for k, (K, _) in mats.items()}
+        # carry the cotangent through the first op as well (a folded first layer's angles
+        # need it too)
+        to_psi = state and (want_psi or (fold is not None and need_w))
+        if need_w or to_psi:
+            gK = {k: [np.zeros_like(K[0])] * K.shape[0] for k, (K, _) in mats.items()}
             si = len(saved)
-            for op in reversed(fz.seq):
+            for op in reversed(seq):
                 if op[0] == "block":
                     si -= 1
                     _, k, row, start = op
                     a, g = 2**start, 2**k
                     g3 = gU.reshape(a, g, -1)
-                    gK[k][row] = (g3 @ saved[si].reshape(a, g, -1).conj().transpose(0, 2, 1)).sum(0)
-                    if si > 0:
-                        gU = (mats[k][0][row].conj().T @ g3).reshape(N, N)
+                    if need_w:
+                        gK[k][row] = (g3 @ saved[si].reshape(a, g, -1).conj().transpose(0, 2, 1)).sum(0)
+                    if si > 0 or to_psi:
+                        gU = (mats[k][0][row].conj().T @ g3).reshape(gU.shape)
                 else:
                     _, _, inv, phase_inv = self.mono[id(op[1])]
                     gU = gU[inv]
                     if phase_inv is not None:
                         gU *= phase_inv.conj()[:, None]
-            gsh = np.zeros(len(self.sh_idx), dtype=self.rdtype)
-            for k, (_, dK2) in mats.items():
-                nb = dK2.shape[1]
-                gk = np.stack(gK[k]).reshape(nb, -1, 1).conj()
-                # (nb, npar * k, GG) @ (nb, GG, 1): Re sum conj(gK) dK / 2 per angle
-                gA = 0.5 * (dK2.transpose(1, 0, 2) @ gk)[..., 0].real  # (nb, npar * k), p-major
-                gsh[self.idx[k]] = gA.reshape(nb, fz.npar, k).transpose(0, 2, 1).reshape(-1)
-            gsrc = np.bincount(self.sh_idx, weights=gsh * self.sh_scale, minlength=n_src).astype(self.rdtype)
-            gw = gsrc[:self.n_weights]
+            if to_psi:
+                gpsiT = gU.real if real else gU
+            env = None
+            if fold is not None:  # dL/du_i: the cotangent contracted with the other factors
+                env = _np_prod_env(gpsiT.conj(), fold[1])  # (n, 2, B)
+            if need_w:
+                gsh = np.zeros(len(self.sh_idx), dtype=self.rdtype)
+                for k, (_, dK2) in mats.items():
+                    nb = dK2.shape[1]
+                    gk = np.stack(gK[k]).reshape(nb, -1, 1).conj()
+                    # (nb, npar * k, GG) @ (nb, GG, 1): Re sum conj(gK) dK / 2 per angle
+                    gA = 0.5 * (dK2.transpose(1, 0, 2) @ gk)[..., 0].real  # (nb, npar * k), p-major
+                    gsh[self.idx[k]] = gA.reshape(nb, fz.npar, k).transpose(0, 2, 1).reshape(-1)
+                if env is not None:  # the folded gates: dL/da = Re sum env_i (dR_i/da) v_i
+                    Rw = fold[0]
+                    Wv = np.einsum("ixb,icb->ixc", env, dpsi[0])  # (n, 2, 2)
+                    gang = 0.5 * np.einsum("ixc,ixcp->ip", Wv, Rw[..., 1:]).real  # (n, npar)
+                    for _, k, row, start in fz.seq[:fz.n_pre]:
+                        rows = self.idx[k].reshape(-1, k, fz.npar)[row]  # (k, npar) table rows
+                        gsh[rows.reshape(-1)] = gang[start:start + k].reshape(-1)
+                gsrc = np.bincount(self.sh_idx, weights=gsh * self.sh_scale, minlength=n_src).astype(self.rdtype)
+                gw = gsrc[:self.n_weights]
+        if dpsi is not None:
+            if need_x:
+                idx, scale, _, _ = self.ry
+                if fold is None:
+                    gt = _np_prod_grad(gpsiT, *dpsi)  # (n, B): dL/dt_i
+                else:  # du_i/dt_i = R_i v_i'
+                    gt = np.einsum("ixb,ixb->ib", env, fold[0][..., 0] @ dpsi[1]).real
+                gx = np.zeros(xshape, dtype=self.rdtype)
+                np.add.at(gx, (slice(None), idx), (gt * scale[:, None]).T)
+            gpsiT = None
         return gx, gw, None if gpsiT is None else gpsiT.T
+
+
+_BLAS = []  # [threadpoolctl controller of numpy's BLAS, or None], looked up on first use
+
+
+def _blas_threads(size: int):
+    """A context that runs numpy's BLAS on ``torch.get_num_threads()`` threads, for products
+    large enough to be threaded (``size`` elements); a no-op otherwise (or without
+    threadpoolctl)."""
+    if size < 1 << 18:
+        return contextlib.nullcontext()
+    if not _BLAS:
+        try:
+            import threadpoolctl
+
+            _BLAS.append(threadpoolctl.ThreadpoolController().select(user_api="blas"))
+        except Exception:  # pragma: no cover - threadpoolctl missing
+            _BLAS.append(None)
+    return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=torch.get_num_threads())
 
 
 class _NumpyFusedFn(torch.autograd.Function):
@@ -409,14 +510,17 @@ class _NumpyFusedFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, small, x, w, psi0):
         k = small.np_fused
-        out, st = k.forward(x.detach().numpy(), w.detach().numpy(), None if psi0 is None else psi0.detach().numpy())
-        ctx.k, ctx.st = k, st
+        with _blas_threads(k.N * x.shape[0]):
+            out, st = k.forward(x.detach().numpy(), w.detach().numpy(),
+                                None if psi0 is None else psi0.detach().numpy())
+        ctx.k, ctx.st, ctx.size = k, st, k.N * x.shape[0]
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, G):
         need_x, need_w, need_psi = ctx.needs_input_grad[1:4]
-        gx, gw, gpsi0 = ctx.k.backward(G.detach().contiguous().numpy(), ctx.st, need_x, need_w, need_psi)
+        with _blas_threads(ctx.size):
+            gx, gw, gpsi0 = ctx.k.backward(G.detach().contiguous().numpy(), ctx.st, need_x, need_w, need_psi)
         t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return None, t(gx) if need_x else None, t(gw) if need_w else None, t(gpsi0) if need_psi else None
 
@@ -467,7 +571,8 @@ class SmallRunner:
         else:
             signs = [1] * len(masks)
         self.S = sign_matrix(masks, signs, n, runner.device, runner.rdtype)
-        self.eye = torch.eye(2**n, dtype=runner.cdtype, device=runner.device)
+        self.N = 2**n
+        self._eye = None  # the identity (U variant), built on first use
         # closed-form real product state when every wire starts with one RY (a following shared
         # single-gate step on every wire, e.g. the first layer's Rot, goes into U instead)
         self.ry_cols = None
@@ -501,6 +606,7 @@ class SmallRunner:
         self.ry_map = None
         self.np_fused = None
         self.use_numpy = True  # CPU: the numpy twin of the fused ops (tests compare both)
+        self.state_ratio = 1  # numpy twin: ops on the states when 2**n >= B (tests force both)
         if self.fused is not None and self.ry_cols is not None:
             t = plan.table
             lo, hi = self.ry_cols
@@ -514,6 +620,12 @@ class SmallRunner:
                 for i in range(n):
                     sel[1 + i, i] = 1
                 self.ry_sel = torch.as_tensor((sel * n + np.arange(n)).reshape(-1), device=dev)
+
+    @property
+    def eye(self) -> torch.Tensor:
+        if self._eye is None:
+            self._eye = torch.eye(self.N, dtype=self.runner.cdtype, device=self.runner.device)
+        return self._eye
 
     def ry_states(self, x):
         """The RY product state ``(B, 2**n)`` and its derivatives w.r.t. each wire's angle
@@ -540,7 +652,9 @@ class SmallRunner:
         if plan.init == "amplitude":
             return amplitude_states("TorchEngine", runner.plan_state_prep, n, inputs).to(runner.rdtype)
         if plan.init == "zero":
-            return self.eye.real[:1].expand(B, -1)
+            psi = torch.zeros(1, self.N, dtype=runner.rdtype, device=runner.device)
+            psi[0, 0] = 1
+            return psi.expand(B, -1)
         if self.ry_cols is not None:
             lo, hi = self.ry_cols
             t = ps[:, lo:hi] * 0.5

@@ -31,12 +31,18 @@ weights:
     (:mod:`._torch_small`) for a few qubits, where per-operation overhead is the cost: the
     initial state in closed form, the shared gates fused into one ``2**n x 2**n`` unitary
     whose blocks and angle derivatives come from one batched Kronecker product, and one
-    fused ``|U psi|^2`` readout with a hand-written backward (on CPU in numpy).  Needs the
-    ``unitary`` path's structure and ``<Z>``-only readouts.
+    fused ``|U psi|^2`` readout with a hand-written backward (on CPU in numpy; there, once
+    ``2**n >= B``, the same fused ops run on the ``(2**n, B)`` states instead of on the
+    identity).  Needs the ``unitary`` path's structure and ``<Z>``-only readouts.
 
-``mode="auto"`` picks ``small`` where it applies (``n <= small_max_qubits = 7`` and
+State-sized buffers (from 16 MiB) come from a per-runner workspace kept between calls
+(:mod:`._workspace`): glibc maps such blocks afresh on every allocation, and at 16 qubits the
+page faults of a new state cost more than the multiply that fills it.
+:meth:`TorchEngine.clear_cache` frees them.
+
+``mode="auto"`` picks ``small`` where it applies (``n <= small_max_qubits = 8`` and
 ``2**n <= 2 B``), else ``unitary`` for small registers (``n <= 6`` and ``2**n <= B``),
-``adjoint`` when the ``blocked`` path's memory estimate exceeds ``autograd_max_bytes`` (1 GiB)
+``adjoint`` when the ``blocked`` path's memory estimate exceeds ``autograd_max_bytes`` (1.5 GiB)
 or the memory limit, and ``blocked`` otherwise.  Matrices of the fused ops are built from
 the angles with ordinary torch ops, so autograd carries their gradients to the weights and
 inputs.
@@ -66,6 +72,7 @@ from qnn.engines import Engine
 from qnn.engines._amplitude import amplitude_states
 from qnn.engines._convert import validate_run_args
 from qnn.engines._torch_small import SmallRunner
+from qnn.engines._workspace import Workspace
 from qnn.pauli import pauli_exp_matrix
 from qnn.engines._torch_plan import (
     CONST_MATS,
@@ -354,11 +361,18 @@ def _apply_bl(psi: torch.Tensor, U: torch.Tensor, wires: tuple[int, ...], n: int
     return torch.movedim(x.reshape(shape), list(range(k)), list(wires)).reshape(D, Bt)
 
 
-class _PingPong:
-    """Two state-sized scratch buffers, allocated on first use, handed out alternately."""
+#: state-sized tensors from this size on come from the runner's workspace (glibc mmaps
+#: blocks above 32 MiB afresh on every allocation)
+_POOL_BYTES = 16 * 2**20
 
-    def __init__(self, like: torch.Tensor):
+
+class _PingPong:
+    """Two state-sized scratch buffers, taken from the runner's :class:`Workspace` on first use
+    (kept between calls), handed out alternately; :meth:`done` gives them back."""
+
+    def __init__(self, like: torch.Tensor, ws: Workspace | None = None):
         self.like = like
+        self.ws = ws
         self.bufs: list[torch.Tensor] = []
 
     def owns(self, t: torch.Tensor) -> bool:
@@ -368,7 +382,31 @@ class _PingPong:
         for b in self.bufs:
             if b.data_ptr() != cur.data_ptr():
                 return b
-        b = torch.empty(self.like.shape, dtype=self.like.dtype, device=self.like.device)
+        shape, dtype, device = self.like.shape, self.like.dtype, self.like.device
+        if self.ws is None:
+            b = torch.empty(shape, dtype=dtype, device=device)
+        else:
+            b = self.ws.take(shape, dtype, device)
+        self.bufs.append(b)
+        return b
+
+    def done(self) -> None:
+        if self.ws is not None:
+            self.ws.release(*self.bufs)
+
+
+class _Fresh(_PingPong):
+    """A new buffer on every :meth:`other` (the checkpointing path keeps every op's input):
+    from the workspace for large states, else a plain allocation."""
+
+    def owns(self, t: torch.Tensor) -> bool:
+        return False
+
+    def other(self, cur: torch.Tensor) -> torch.Tensor:
+        shape, dtype, device = self.like.shape, self.like.dtype, self.like.device
+        if self.ws is None or self.like.numel() * self.like.element_size() < _POOL_BYTES:
+            return torch.empty(shape, dtype=dtype, device=device)
+        b = self.ws.take(shape, dtype, device)
         self.bufs.append(b)
         return b
 
@@ -390,41 +428,69 @@ class _Rows(torch.autograd.Function):
 class _Outer(torch.autograd.Function):
     """Kronecker product of batch-last vectors ``a (m, B)`` and ``b (k, B)`` -> ``(m * k, B)``.
 
-    The backward contracts the (often lazily conjugated) cotangent without materialising
-    conjugated full-size copies: ``ga = conj(sum_j conj(G) b)``."""
+    The backward contracts the cotangent with the conjugated (small) factors, so no
+    conjugated full-size copy is made: ``ga = sum_j G[:, j] conj(b[j])``.  With a workspace ``ws`` (the
+    top of a large product state) the product goes into a pooled buffer and the backward
+    contracts in slices of ``a``'s rows, so nothing state-sized is allocated."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx, a, b, ws=None):
         ctx.save_for_backward(a, b)
-        return (a.unsqueeze(1) * b.unsqueeze(0)).reshape(a.shape[0] * b.shape[0], -1)
+        m, k = a.shape[0], b.shape[0]
+        if ws is None or a.shape[-1] != b.shape[-1]:
+            ctx.chunked = False
+            return (a.unsqueeze(1) * b.unsqueeze(0)).reshape(m * k, -1)
+        ctx.chunked = True
+        out = ws.take((m * k, a.shape[-1]), a.dtype, a.device)
+        try:
+            torch.mul(a.unsqueeze(1), b.unsqueeze(0), out=out.view(m, k, -1))
+            return out.view(out.shape)
+        finally:
+            ws.release(out)
 
     @staticmethod
     def backward(ctx, G):
+        # ga = sum_j G[:, j] conj(b[j]), gb = sum_i G[i] conj(a[i]): the small factors are
+        # conjugated, never the state-sized cotangent
         a, b = ctx.saved_tensors
-        Gb = G.conj().reshape(a.shape[0], b.shape[0], -1)
+        G3 = G.reshape(a.shape[0], b.shape[0], -1)
+        ac, bc = a.conj(), b.conj()
         ga = gb = None
+        if ctx.chunked:  # a slice of rows at a time: ~4 MB temporaries
+            m = a.shape[0]
+            step = max(1, min(m, (1 << 22) // max(1, b.shape[0] * b.shape[1] * G.element_size())))
+            ga = torch.empty_like(a) if ctx.needs_input_grad[0] else None
+            gb = torch.zeros_like(b) if ctx.needs_input_grad[1] else None
+            for lo in range(0, m, step):
+                blk = G3[lo:lo + step]
+                if ga is not None:
+                    torch.sum(blk * bc.unsqueeze(0), 1, out=ga[lo:lo + step])
+                if gb is not None:
+                    gb += (blk * ac[lo:lo + step].unsqueeze(1)).sum(0)
+            return ga, gb, None
         if ctx.needs_input_grad[0]:
-            ga = (Gb * b.unsqueeze(0)).sum(1).conj()
+            ga = (G3 * bc.unsqueeze(0)).sum(1)
             if ga.shape[-1] != a.shape[-1]:
                 ga = ga.sum(-1, keepdim=True)
         if ctx.needs_input_grad[1]:
-            gb = (Gb * a.unsqueeze(1)).sum(0).conj()
+            gb = (G3 * ac.unsqueeze(1)).sum(0)
             if gb.shape[-1] != b.shape[-1]:
                 gb = gb.sum(-1, keepdim=True)
-        return ga, gb
+        return ga, gb, None
 
 
-def _outer_bl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _outer_bl(a: torch.Tensor, b: torch.Tensor, ws=None) -> torch.Tensor:
     """Kronecker product of batch-last vectors ``(m, B)`` and ``(k, B)`` -> ``(m * k, B)``."""
-    return _Outer.apply(a, b)
+    return _Outer.apply(a, b, ws)
 
 
-def _kron_vecs_bl(V: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """Kronecker product of ``V[lo:hi]`` (``V``: ``(n, 2, B)``) as a balanced tree."""
+def _kron_vecs_bl(V: torch.Tensor, lo: int, hi: int, ws=None) -> torch.Tensor:
+    """Kronecker product of ``V[lo:hi]`` (``V``: ``(n, 2, B)``) as a balanced tree; the top
+    product goes into ``ws`` (when given)."""
     if hi - lo == 1:
         return V[lo]
     mid = (lo + hi + 1) // 2
-    return _outer_bl(_kron_vecs_bl(V, lo, mid), _kron_vecs_bl(V, mid, hi))
+    return _outer_bl(_kron_vecs_bl(V, lo, mid), _kron_vecs_bl(V, mid, hi), ws)
 
 
 class _Abs2(torch.autograd.Function):
@@ -463,6 +529,7 @@ class _Runner:
         self.consts = torch.zeros(len(t.consts), dtype=self.rdtype, device=dev)
         self._mono: dict = {}  # id(MonoOp) -> (src, phase, inv, phase_inv), built on first use
         self.small = None  # the small path's tensors (SmallRunner), built on first use
+        self.ws = Workspace(12)  # state-sized scratch buffers reused between calls
         # measurements: <Z> words read from the probabilities (no 2**n x outputs matrix)
         self.z_only = [p for p, _ in plan.z_cols] == list(range(plan.n_outputs))
         self.exec_ops = list(plan.ops)
@@ -560,7 +627,8 @@ class _Runner:
         if plan.init == "product":
             V = self.chain_mats(plan.init_chains, sh, ps, B)[..., 0]  # (..., n, 2)
             V = V.permute(1, 2, 0) if V.dim() == 3 else V.unsqueeze(-1)  # (n, 2, B or 1)
-            psi = _kron_vecs_bl(V, 0, n)
+            big = V.shape[-1] == B and 2**n * B * V.element_size() >= _POOL_BYTES
+            psi = _kron_vecs_bl(V, 0, n, self.ws if big else None)
             if psi.shape[1] != B:
                 psi = psi.expand(-1, B).contiguous()
             return psi
@@ -620,9 +688,9 @@ class _Runner:
         if not psi.is_contiguous():
             psi = psi.contiguous()
         Bt = psi.shape[1]
-        p = _Abs2.apply(psi)  # (2**n, B)
         if self.z_only:
-            return (self.zr_fold if fold else self.zr)(p).transpose(0, 1)
+            return _ZMeasure.apply(psi, self.zr_fold if fold else self.zr, self.ws).transpose(0, 1)
+        p = _Abs2.apply(psi)  # (2**n, B)
         cols = [None] * plan.n_outputs
         if plan.z_cols:
             z = self.zr(p).transpose(0, 1)
@@ -709,6 +777,50 @@ class _ZReadout:
         return item * (K * (2**H + 2**L) * 2 + 2 * (2**H + 2**L) * batch + 4 * K * batch
                        + 3 * both * 2**L * batch)
 
+    def groups(self, G: torch.Tensor):
+        """The rows of a ``(words, B)`` cotangent per group: ``(hi, lo, both)`` (None if empty)."""
+        if self.perm is not None:
+            G = G.index_select(0, torch.tensor(self.order, device=G.device))
+        out, i = [], 0
+        for S in (self.S_hi, self.S_lo, self.S_bh):
+            k = 0 if S is None else S.shape[1]
+            out.append(G[i:i + k] if k else None)
+            i += k
+        return out
+
+    def abs2_grad(self, psi: torch.Tensor, G: torch.Tensor, out: torch.Tensor, tmp=None) -> torch.Tensor:
+        """The cotangent of ``psi (2**n, B)`` for ``self(|psi|**2)`` with output cotangent ``G
+        (words, B)``, written into ``out`` (like ``psi``): ``2 psi * dL/dp`` with ``dL/dp[h, l]
+        = A[h] + C[l] (+ the mixed words' S_bh G S_bl^T)``, never building ``dL/dp`` for the
+        one-sided words.  ``tmp``: a real ``(2**n, B)`` buffer for mixed words."""
+        Bt = psi.shape[1]
+        H, L = 2**self.H, 2**self.L
+        g_hi, g_lo, g_both = self.groups(G)
+        p3, o3 = psi.view(H, L, Bt), out.view(H, L, Bt)
+        started = False
+        if g_hi is not None:
+            torch.mul(p3, (self.S_hi @ g_hi).unsqueeze(1), out=o3)
+            started = True
+        if g_lo is not None:
+            c = (self.S_lo @ g_lo).unsqueeze(0)
+            if started:
+                o3.addcmul_(p3, c)
+            else:
+                torch.mul(p3, c, out=o3)
+                started = True
+        if g_both is not None:
+            K = g_both.shape[0]
+            T = (g_both.unsqueeze(1) * self.S_bl.transpose(0, 1).unsqueeze(-1)).reshape(K, -1)  # (K, L B)
+            gp = torch.mm(self.S_bh, T, out=tmp.view(H, -1)) if tmp is not None else self.S_bh @ T
+            if started:
+                out.addcmul_(psi, gp.view(-1, Bt))
+            else:
+                torch.mul(psi, gp.view(-1, Bt), out=out)
+                started = True
+        if not started:
+            out.zero_()
+        return out.mul_(2)
+
     def __call__(self, p: torch.Tensor) -> torch.Tensor:
         """``(words, B)``."""
         Bt = p.shape[1]
@@ -723,6 +835,36 @@ class _ZReadout:
             parts.append((T * self.S_bl.transpose(0, 1).unsqueeze(-1)).sum(1))
         out = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
         return out if self.perm is None else out.index_select(0, self.perm)
+
+
+class _ZMeasure(torch.autograd.Function):
+    """``<Z>`` words ``(words, B)`` of a batch-last state through a :class:`_ZReadout`, with the
+    probabilities and the state's cotangent in the runner's pooled buffers (at 16 qubits a
+    fresh state-sized tensor costs more in page faults than the arithmetic that fills it)."""
+
+    @staticmethod
+    def forward(ctx, psi, zr, ws):
+        r = torch.view_as_real(psi)
+        p = ws.take(psi.shape, r.dtype, psi.device)
+        try:
+            torch.mul(r[..., 0], r[..., 0], out=p).addcmul_(r[..., 1], r[..., 1])
+            out = zr(p)
+        finally:
+            ws.release(p)
+        ctx.zr, ctx.ws = zr, ws
+        ctx.save_for_backward(psi)
+        return out
+
+    @staticmethod
+    def backward(ctx, G):
+        (psi,) = ctx.saved_tensors
+        ws, zr = ctx.ws, ctx.zr
+        out = ws.take(psi.shape, psi.dtype, psi.device)
+        tmp = ws.take(psi.shape, psi.real.dtype, psi.device) if zr.S_bh is not None else None
+        try:
+            return zr.abs2_grad(psi, G.contiguous(), out, tmp).view(out.shape), None, None
+        finally:
+            ws.release(out, tmp)
 
 
 def _grad_u_conj(Yb: torch.Tensor, X: torch.Tensor, wires, n: int, batched: bool) -> torch.Tensor:
@@ -767,34 +909,44 @@ class _PlanFn(torch.autograd.Function):
         n = runner.plan.n
         saved = []
         psi = psi0
-        buf = None if checkpoint else _PingPong(psi0)
-        with torch.no_grad():
-            for op, U in zip(ops, mats):
-                if U is None:
-                    src, phase, inv, _ = runner.mono(op)
-                    if buf is None:
-                        psi = psi.index_select(0, src)
-                    else:
-                        psi = torch.index_select(psi, 0, src, out=buf.other(psi))
-                    if phase is not None:
-                        psi = psi * phase.unsqueeze(1) if buf is None else psi.mul_(phase.unsqueeze(1))
-                elif isinstance(op, GateOp) and op.controlled:
-                    if checkpoint:
-                        saved.append(psi)
-                        psi = _ctrl_apply_(psi.clone(), U, op.gate, n)
-                    else:
-                        if not buf.owns(psi):
-                            psi = buf.other(psi).copy_(psi)
-                        psi = _ctrl_apply_(psi, U, op.gate, n)
+        buf = _Fresh(psi0, runner.ws) if checkpoint else _PingPong(psi0, runner.ws)
+        try:
+            with torch.no_grad():
+                psi = _PlanFn._run(runner, ops, mats, psi, buf, saved, checkpoint, n)
+            ctx.runner = runner
+            ctx.checkpoint = checkpoint
+            ctx.none_mask = [m is None for m in mats]
+            ctx.n_states = len(saved) if checkpoint else 1
+            ctx.save_for_backward(*(saved if checkpoint else [psi]), *[m for m in mats if m is not None])
+            # a pooled buffer is returned as a view: autograd attaches its history to the view,
+            # and the view (like the saved state) keeps the buffer referenced, hence not reused,
+            # while it lives; both are made before the buffers are given back
+            return psi.view(psi.shape)
+        finally:
+            buf.done()
+
+    @staticmethod
+    def _run(runner, ops, mats, psi, buf, saved, checkpoint, n):
+        """Apply ``ops``; each op writes into ``buf.other(psi)`` (checkpoint: a new buffer
+        per op, since its input is kept)."""
+        for op, U in zip(ops, mats):
+            if U is None:
+                src, phase, inv, _ = runner.mono(op)
+                psi = torch.index_select(psi, 0, src, out=buf.other(psi))
+                if phase is not None:
+                    psi.mul_(phase.unsqueeze(1))
+            elif isinstance(op, GateOp) and op.controlled:
+                if checkpoint:
+                    saved.append(psi)
+                    psi = _ctrl_apply_(buf.other(psi).copy_(psi), U, op.gate, n)
                 else:
-                    if checkpoint:
-                        saved.append(psi)
-                    psi = _apply_bl(psi, U, runner.op_wires(op), n, None if buf is None else buf.other(psi))
-        ctx.runner = runner
-        ctx.checkpoint = checkpoint
-        ctx.none_mask = [m is None for m in mats]
-        ctx.n_states = len(saved) if checkpoint else 1
-        ctx.save_for_backward(*(saved if checkpoint else [psi]), *[m for m in mats if m is not None])
+                    if not buf.owns(psi):
+                        psi = buf.other(psi).copy_(psi)
+                    psi = _ctrl_apply_(psi, U, op.gate, n)
+            else:
+                if checkpoint:
+                    saved.append(psi)
+                psi = _apply_bl(psi, U, runner.op_wires(op), n, buf.other(psi))
         return psi
 
     @staticmethod
@@ -807,10 +959,21 @@ class _PlanFn(torch.autograd.Function):
         mats = [None if none else next(it) for none in ctx.none_mask]
         grads: list = [None] * len(mats)
         need = ctx.needs_input_grad[3:]
-        Yb = G.conj()
-        ybuf = _PingPong(G)
+        ybuf = _PingPong(G, runner.ws)
         psi = None if ctx.checkpoint else states[0]
-        pbuf = None if ctx.checkpoint else _PingPong(psi)
+        pbuf = None if ctx.checkpoint else _PingPong(psi, runner.ws)
+        try:
+            return _PlanFn._back(ctx, runner, n, G, ybuf, psi, pbuf, states, mats, grads, need)
+        finally:
+            ybuf.done()
+            if pbuf is not None:
+                pbuf.done()
+
+    @staticmethod
+    def _back(ctx, runner, n, G, ybuf, psi, pbuf, states, mats, grads, need):
+        # the conjugated cotangent, materialised once (a lazily conjugated state would be
+        # resolved again by every multiply that reads it)
+        Yb = torch.conj_physical(G, out=ybuf.other(G)) if G.is_contiguous() else G.conj()
         for i in range(len(mats) - 1, -1, -1):
             op, U = runner.exec_ops[i], mats[i]
             if U is None:
@@ -848,6 +1011,8 @@ class _PlanFn(torch.autograd.Function):
             if need[i]:
                 grads[i] = _grad_u_conj(Yb, X, wires, n, U.dim() == 3).conj()
             Yb = _apply_bl(Yb, U.transpose(-1, -2), wires, n, ybuf.other(Yb))
+        if ybuf.owns(Yb):  # conjugated in place (autograd would resolve a conjugated view into a new tensor)
+            return (None, None, Yb.conj_physical_().view(Yb.shape), *grads)
         return (None, None, Yb.conj(), *grads)
 
 
@@ -870,8 +1035,9 @@ class TorchEngine(Engine):
         unitary_max_qubits: largest register for the automatic unitary path (default 6; it
             is also only taken when ``2**n <= B``).
         autograd_max_bytes: ``auto`` takes the autograd ``blocked`` path while its estimated
-            memory stays below this and the memory limit, else ``adjoint`` (default 1 GiB:
-            at B=256 that is ``blocked`` up to 15 qubits and ``adjoint`` from 16).
+            memory stays below this and the memory limit, else ``adjoint`` (default 1.5 GiB:
+            at B=256 that is ``blocked`` up to 16 qubits for two strongly entangling layers
+            (estimate 1.27 GiB, peak RSS measured 1.26 GB) and ``adjoint`` beyond).
 
     Performance notes:
         Threads follow ``torch.set_num_threads``.  At 14+ qubits on CPU, fresh pages for
@@ -901,11 +1067,13 @@ class TorchEngine(Engine):
     #: largest register for the automatic ``small`` path (also only taken when ``2**n <= 2 B``;
     #: measured on 2 CPU cores: 3x faster than ``blocked`` at 4-6 qubits, 1.5x at 7, slower at 8);
     #: set it on an instance (0 turns the path off)
-    small_max_qubits = 7
+    small_max_qubits = 8
+    #: largest register for the small path's state variant (CPU, ``2**n >= B``)
+    small_state_max_qubits = 12
 
     def __init__(self, dtype=None, device=None, mode: str = "auto", max_memory_bytes: int | None = None,
                  block_size: int | None = None, unitary_max_qubits: int = 6,
-                 autograd_max_bytes: int = 2**30):
+                 autograd_max_bytes: int = 3 * 2**29):
         if mode not in MODES:
             raise ValueError(f"TorchEngine: mode must be one of {list(MODES)}; got {mode!r}")
         if isinstance(dtype, str):  # from config(): "complex128"
@@ -933,6 +1101,7 @@ class TorchEngine(Engine):
         self._plans: dict = {}
         self._spare: tuple | None = None  # (circuit, fingerprint, plan) compiled for an estimate
         self._runners: dict = {}
+        self._fused_ok: dict = {}  # id(plan) -> (plan, the small path's fused variant applies)
         self._estimates: dict = {}  # (id(plan), batch, mode, dtype) -> (plan, bytes)
         self.last_mode: str | None = None
 
@@ -995,6 +1164,17 @@ class TorchEngine(Engine):
         self._plans[id(circuit)] = (circuit, fp, plan)
         return plan
 
+    def clear_cache(self) -> None:
+        """Free the state-sized scratch buffers the engine keeps between calls (its
+        workspaces; at 16 qubits and batch 256 each buffer is 134 MB).  Buffers still in use
+        (a state saved for a pending backward) stay.  Plans stay compiled."""
+        for r in self._runners.values():
+            r.ws.clear()
+
+    def workspace_bytes(self) -> int:
+        """Bytes of scratch buffers the engine holds now (see :meth:`clear_cache`)."""
+        return sum(r.ws.nbytes() for r in self._runners.values())
+
     def _drop(self, plan: Plan) -> None:
         for key in [k for k in self._runners if k[0] == id(plan)]:
             del self._runners[key]
@@ -1047,11 +1227,19 @@ class TorchEngine(Engine):
         """The terms of :meth:`estimate_bytes`, in bytes, by name."""
         if mode not in MODES or mode == "auto":
             raise ValueError(f"TorchEngine: mode must be one of {list(MODES[1:])}; got {mode!r}")
-        if mode == "small":  # a unitary and a few batch-sized tensors: the unitary path's bound
-            mode = "unitary"
         item = torch.empty((), dtype=cdtype).element_size()
         ritem = item // 2
         plan = self._peek_plan(circuit)
+        if mode == "small":
+            if 2**plan.n >= batch and self._small_fused(plan):
+                # the state variant (CPU): each block's input state kept, the final state, its
+                # cotangent and two temporaries; probabilities and their cotangent; the
+                # per-wire factors and their environments (n x 2 x B, with a margin)
+                S = batch * 2**plan.n * item
+                n_ops = len(plan.ops) + 1
+                return {"states": (n_ops + 4) * S, "readout": 2 * S // 2,
+                        "init": 8 * plan.n * 2 * batch * item}
+            mode = "unitary"  # a unitary and a few batch-sized tensors: the unitary path's bound
         n = plan.n
         N = 2**n
         B = batch
@@ -1145,12 +1333,29 @@ class TorchEngine(Engine):
         n = plan.n
         if _small_ok(plan) and n <= self.small_max_qubits and 2**n <= 2 * batch:
             return "small"
+        # larger registers: the small path's numpy twin on the states (CPU, 2**n >= B, the
+        # closed-form variant), ahead of the blocked path up to small_state_max_qubits
+        if (_small_ok(plan) and device.type == "cpu" and n <= self.small_state_max_qubits
+                and 2**n >= batch and self._small_fused(plan)
+                and self.estimate_bytes(circuit, batch, "small", cdtype) <= self._limit(device)):
+            return "small"
         if plan.unitary_ok and n <= self.unitary_max_qubits and 2**n <= batch:
             return "unitary"
         need = self.estimate_bytes(circuit, batch, "blocked", cdtype)
         if need > min(self._limit(device), self.autograd_max_bytes):
             return "adjoint"
         return "blocked"
+
+    def _small_fused(self, plan: Plan) -> bool:
+        """Whether the small path takes its closed-form (fused) variant for ``plan`` (a
+        structure test; builds only the per-wire tables)."""
+        hit = self._fused_ok.get(id(plan))
+        if hit is None or hit[0] is not plan:
+            runner = _Runner(plan, torch.device("cpu"), torch.complex64)
+            runner.plan_state_prep = plan.state_prep
+            small = SmallRunner(runner, _PlanFn, _mats_1q, _kron, self._block_size(plan.n))
+            hit = self._fused_ok[id(plan)] = (plan, small.fused is not None and small.ry_map is not None)
+        return hit[1]
 
     def check_memory(self, circuit: Circuit, batch: int, mode: str, device, cdtype) -> None:
         need = self.estimate_bytes(circuit, batch, mode, cdtype)

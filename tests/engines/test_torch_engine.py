@@ -466,9 +466,12 @@ def test_auto_mode_choice_and_plan_cache():
     cx = builder_circuit("strongly_entangling", 4)
     cx.measure_pauli("X", [0])  # not <Z>-only: no small path, the unitary one
     assert eng.choose_mode(cx, 256) == "unitary"
-    assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 256) == "blocked"
+    assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 256) == "small"  # its state variant
+    assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 2048) == "blocked"
     assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 256) == "blocked"
     assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 4096) == "adjoint"
+    assert eng.choose_mode(builder_circuit("strongly_entangling", 16), 256) == "blocked"  # 1.27 GiB estimated
+    assert eng.choose_mode(builder_circuit("strongly_entangling", 16), 512) == "adjoint"
     assert TorchEngine(autograd_max_bytes=2**20).choose_mode(builder_circuit("strongly_entangling", 14), 256) == "adjoint"
     c = builder_circuit("strongly_entangling", 3)
     p1 = eng.plan(c)

@@ -115,7 +115,7 @@ def test_random_shared_circuits(seed):
     _check(c, seed, torch.float32, 1e-5, 1e-4)
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 6])
+@pytest.mark.parametrize("n", [2, 3, 4, 6, 8])
 @pytest.mark.parametrize("embed", ["angle", "amplitude", "angle_x"])
 def test_numpy_twin_equals_torch_ops(n, embed):
     """On CPU the fused variant runs in numpy; the torch-op version (used on other devices)
@@ -132,20 +132,25 @@ def test_numpy_twin_equals_torch_ops(n, embed):
         if embed == "amplitude":
             X = X.abs() + 0.1
         res = []
-        for use_numpy in (True, False):
+        # numpy on U (ops on the identity, then the readout products), numpy on the states,
+        # and the torch ops
+        for use_numpy, ratio in ((True, 0), (True, 10**9), (False, None)):
             eng = TorchEngine(mode="small")
             eng.run(c, X, W)
             (runner,) = eng._runners.values()
             assert runner.small.fused is not None
             runner.small.use_numpy = use_numpy
             runner.small.np_fused = None
+            if ratio is not None:
+                runner.small.state_ratio = ratio
             x, w = X.clone().requires_grad_(), W.clone().requires_grad_()
             out = eng.run(c, x, w)
             (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)).sum().backward()
             assert (runner.small.np_fused is not None) == use_numpy
             res.append((out.detach(), x.grad, w.grad))
-        for a, b in zip(*res):
-            torch.testing.assert_close(a, b, atol=tol, rtol=0)
+        for other in res[:2]:
+            for a, b in zip(other, res[2]):
+                torch.testing.assert_close(a, b, atol=tol, rtol=0)
 
 
 def test_gradcheck_fused():
@@ -163,9 +168,13 @@ def test_auto_choice():
     eng = TorchEngine()
     assert eng.choose_mode(_sel(4), 256) == "small"
     assert eng.choose_mode(_sel(7), 256) == "small"
-    assert eng.choose_mode(_sel(7), 32) != "small"  # 2**n > 2 B: building U costs more than it saves
-    assert eng.choose_mode(_sel(8), 4096) != "small"  # the batch GEMMs on 2**n x 2**n cost more
-    assert TorchEngine().choose_mode(_sel(8), 256) == "blocked"
+    assert eng.choose_mode(_sel(7), 32) == "small"  # 2**n > 2 B: the state variant, not U
+    assert eng.choose_mode(_sel(8), 256) == "small"  # the numpy twin runs on the states there
+    assert eng.choose_mode(_sel(8), 4096) == "small"
+    assert eng.choose_mode(_sel(9), 4096) == "blocked"  # 2**n < B: neither variant pays off
+    assert eng.choose_mode(_sel(12), 256) == "small"  # the numpy twin on the states, 2**n >= B
+    assert eng.choose_mode(_sel(13), 256) != "small"
+    assert eng.choose_mode(_sel(12), 256, device=torch.device("meta")) != "small"  # CPU only
     assert eng.choose_mode(_sel(4, embed="amplitude"), 32) == "small"
     off = TorchEngine()
     off.small_max_qubits = 0
@@ -228,3 +237,22 @@ def test_small_path_runs_weight_only_pauli_exp_gates_exactly():
     got = torch.autograd.grad(out.pow(2).sum(), (x, w))
     assert torch.allclose(out, ref, atol=1e-12)
     assert all(torch.allclose(a, b, atol=1e-11) for a, b in zip(got, gref))
+
+
+@pytest.mark.parametrize("n", [10, 12])
+def test_state_variant_with_folded_first_layer_matches_gates_path(n):
+    """From 9 qubits the small path runs only in its state variant, with the first layer's
+    rotations folded into the product state's factors: against the one-op-per-gate path."""
+    c = _sel(n, layers=2)
+    eng = TorchEngine()
+    assert eng.choose_mode(c, 8) == "small"
+    X, W = _data(c, 8, n, torch.float64)
+    g = torch.linspace(-1, 1, 8 * n, dtype=torch.float64).reshape(8, n)
+    res = []
+    for mode in ("small", "gates"):
+        x, w = X.clone().requires_grad_(), W.clone().requires_grad_()
+        out = TorchEngine(mode=mode).run(c, x, w)
+        gx, gw = torch.autograd.grad((out * g).sum(), (x, w))
+        res.append((out.detach(), gx, gw))
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
