@@ -1354,6 +1354,8 @@ class TorchEngine(Engine):
             runner = _Runner(plan, torch.device("cpu"), torch.complex64)
             runner.plan_state_prep = plan.state_prep
             small = SmallRunner(runner, _PlanFn, _mats_1q, _kron, self._block_size(plan.n))
+            if len(self._fused_ok) >= 256:
+                self._fused_ok.clear()
             hit = self._fused_ok[id(plan)] = (plan, small.fused is not None and small.ry_map is not None)
         return hit[1]
 
