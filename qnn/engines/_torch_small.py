@@ -488,11 +488,13 @@ class _NumpyFused:
 _BLAS = []  # [threadpoolctl controller of numpy's BLAS, or None], looked up on first use
 
 
-def _blas_threads(size: int):
-    """A context that runs numpy's BLAS on ``torch.get_num_threads()`` threads, for products
-    large enough to be threaded (``size`` elements); a no-op otherwise (or without
-    threadpoolctl)."""
-    if size < 1 << 18:
+def _blas_threads(N: int, size: int):
+    """A context for numpy's BLAS calls on ``N`` amplitudes x ``size`` elements: on
+    ``torch.get_num_threads()`` threads for products large enough to be worth threading,
+    else on one thread (OpenBLAS's idle workers spin after a threaded call and starve torch's
+    own threads on a small machine: the digits demo ran 3x slower).  A no-op below 64
+    amplitudes (products too small for OpenBLAS to thread) or without threadpoolctl."""
+    if N < 64:
         return contextlib.nullcontext()
     if not _BLAS:
         try:
@@ -501,7 +503,9 @@ def _blas_threads(size: int):
             _BLAS.append(threadpoolctl.ThreadpoolController().select(user_api="blas"))
         except Exception:  # pragma: no cover - threadpoolctl missing
             _BLAS.append(None)
-    return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=torch.get_num_threads())
+    if _BLAS[0] is None:
+        return contextlib.nullcontext()
+    return _BLAS[0].limit(limits=torch.get_num_threads() if size >= 1 << 18 else 1)
 
 
 class _NumpyFusedFn(torch.autograd.Function):
@@ -510,16 +514,16 @@ class _NumpyFusedFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, small, x, w, psi0):
         k = small.np_fused
-        with _blas_threads(k.N * x.shape[0]):
+        with _blas_threads(k.N, k.N * x.shape[0]):
             out, st = k.forward(x.detach().numpy(), w.detach().numpy(),
                                 None if psi0 is None else psi0.detach().numpy())
-        ctx.k, ctx.st, ctx.size = k, st, k.N * x.shape[0]
+        ctx.k, ctx.st, ctx.size = k, st, (k.N, k.N * x.shape[0])
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, G):
         need_x, need_w, need_psi = ctx.needs_input_grad[1:4]
-        with _blas_threads(ctx.size):
+        with _blas_threads(*ctx.size):
             gx, gw, gpsi0 = ctx.k.backward(G.detach().contiguous().numpy(), ctx.st, need_x, need_w, need_psi)
         t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return None, t(gx) if need_x else None, t(gw) if need_w else None, t(gpsi0) if need_psi else None
