@@ -323,8 +323,6 @@ class _NumpyFused:
         self.shift = c(fz.shift).reshape(1 + fz.npar, fz.npar).T.reshape(fz.npar, 1 + fz.npar, 1, 1)
         self.S = c(small.S)
         self.ST = np.ascontiguousarray(self.S.T)
-        #: the ops run on the states when ``N * state_ratio >= B`` (else on the identity, giving U)
-        self.state_ratio = small.state_ratio
         self.N = small.N
         self._eye = None
         self.mono = {}
@@ -364,7 +362,7 @@ class _NumpyFused:
         # the state variant runs the ops on the (N, B) states themselves: cheaper than building
         # U (N x N) and reading it out with three N x N x B products once N is not small
         # against B
-        state = N * self.state_ratio >= psiT.shape[1]
+        state = N * self.small.state_ratio >= psiT.shape[1]  # ops on the states, else on U
         seq, fold = fz.seq, None
         if state and dpsi is not None and fz.n_pre:
             # the product state's trailing single-qubit gates (the first layer) act on each

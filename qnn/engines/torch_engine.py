@@ -370,7 +370,7 @@ class _PingPong:
     """Two state-sized scratch buffers, taken from the runner's :class:`Workspace` on first use
     (kept between calls), handed out alternately; :meth:`done` gives them back."""
 
-    def __init__(self, like: torch.Tensor, ws: Workspace | None = None):
+    def __init__(self, like: torch.Tensor, ws: Workspace):
         self.like = like
         self.ws = ws
         self.bufs: list[torch.Tensor] = []
@@ -382,17 +382,12 @@ class _PingPong:
         for b in self.bufs:
             if b.data_ptr() != cur.data_ptr():
                 return b
-        shape, dtype, device = self.like.shape, self.like.dtype, self.like.device
-        if self.ws is None:
-            b = torch.empty(shape, dtype=dtype, device=device)
-        else:
-            b = self.ws.take(shape, dtype, device)
+        b = self.ws.take(self.like.shape, self.like.dtype, self.like.device)
         self.bufs.append(b)
         return b
 
     def done(self) -> None:
-        if self.ws is not None:
-            self.ws.release(*self.bufs)
+        self.ws.release(*self.bufs)
 
 
 class _Fresh(_PingPong):
@@ -404,7 +399,7 @@ class _Fresh(_PingPong):
 
     def other(self, cur: torch.Tensor) -> torch.Tensor:
         shape, dtype, device = self.like.shape, self.like.dtype, self.like.device
-        if self.ws is None or self.like.numel() * self.like.element_size() < _POOL_BYTES:
+        if self.like.numel() * self.like.element_size() < _POOL_BYTES:
             return torch.empty(shape, dtype=dtype, device=device)
         b = self.ws.take(shape, dtype, device)
         self.bufs.append(b)
@@ -755,6 +750,7 @@ class _ZReadout:
             for i, j in enumerate(self.order):
                 inv[j] = i
             self.perm = torch.tensor(inv, device=device)
+            self.order_idx = torch.tensor(self.order, device=device)  # out -> group order
 
         def signs_of(bits: int, ms, sgs):
             return sign_matrix(ms, sgs, bits, device, rdtype)
@@ -780,7 +776,7 @@ class _ZReadout:
     def groups(self, G: torch.Tensor):
         """The rows of a ``(words, B)`` cotangent per group: ``(hi, lo, both)`` (None if empty)."""
         if self.perm is not None:
-            G = G.index_select(0, torch.tensor(self.order, device=G.device))
+            G = G.index_select(0, self.order_idx)
         out, i = [], 0
         for S in (self.S_hi, self.S_lo, self.S_bh):
             k = 0 if S is None else S.shape[1]
@@ -1346,6 +1342,9 @@ class TorchEngine(Engine):
             return "adjoint"
         return "blocked"
 
+    def _small_runner(self, runner: _Runner) -> SmallRunner:
+        return SmallRunner(runner, _PlanFn, _mats_1q, _kron, self._block_size(runner.plan.n))
+
     def _small_fused(self, plan: Plan) -> bool:
         """Whether the small path takes its closed-form (fused) variant for ``plan`` (a
         structure test; builds only the per-wire tables)."""
@@ -1353,7 +1352,7 @@ class TorchEngine(Engine):
         if hit is None or hit[0] is not plan:
             runner = _Runner(plan, torch.device("cpu"), torch.complex64)
             runner.plan_state_prep = plan.state_prep
-            small = SmallRunner(runner, _PlanFn, _mats_1q, _kron, self._block_size(plan.n))
+            small = self._small_runner(runner)
             if len(self._fused_ok) >= 256:
                 self._fused_ok.clear()
             hit = self._fused_ok[id(plan)] = (plan, small.fused is not None and small.ry_map is not None)
@@ -1410,7 +1409,7 @@ class TorchEngine(Engine):
         if mode == "small":
             small = runner.small
             if small is None:
-                small = runner.small = SmallRunner(runner, _PlanFn, _mats_1q, _kron, self._block_size(plan.n))
+                small = runner.small = self._small_runner(runner)
             return small.run(x, w, B).to(device=out_device, dtype=out_dtype)
         sh, ps = runner.angles(x, w)
         if mode == "gates":
