@@ -41,7 +41,7 @@ ROOT = os.path.dirname(HERE)
 B_DEFAULT = 256
 N_LAYERS = 2
 
-QNN_SYSTEMS = ["qnn_auto", "qnn_blocked", "qnn_adjoint", "qnn_unitary", "qnn_gates"]
+QNN_SYSTEMS = ["qnn_auto", "qnn_blocked", "qnn_adjoint", "qnn_unitary", "qnn_gates", "qnn_small", "qnn_mps"]
 PEER_SYSTEMS = ["tc_jax", "tc_jax_probs", "tc_torch", "pyqtorch", "qulacs", "pl_default", "pl_lightning",
                 "qiskit_ml", "torchquantum"]
 # peers run by ``--systems fast``: the ones within ~30x of qnn (qiskit_ml / lightning take minutes)
@@ -51,6 +51,8 @@ LABELS = {
     "qnn_blocked": "qnn torch, blocked (autograd)",
     "qnn_adjoint": "qnn torch, adjoint",
     "qnn_unitary": "qnn torch, fused unitary",
+    "qnn_small": "qnn torch, small (fused closed form)",
+    "qnn_mps": "qnn torch, exact MPS (no truncation)",
     "qnn_gates": "qnn torch, one op per gate",
     "pl_default": "PL default.qubit, backprop, TorchLayer, broadcast",
     "pl_lightning": "PL lightning.qubit, adjoint, device_vjp=True",

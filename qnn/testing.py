@@ -22,10 +22,11 @@ __all__ = ["random_circuit", "random_pauli_circuit", "builder_circuit", "BUILDER
 
 
 def random_circuit(n_qubits: int, n_gates: int = 30, seed: int = 0, *, amplitude: bool = False,
-                   measure: str = "mixed") -> Circuit:
+                   measure: str = "mixed", max_wires: int | None = None) -> Circuit:
     """A random circuit on ``n_qubits`` with ``n_gates`` gates drawn from every gate kind that
-    fits.  Angles are bound to inputs, weights and constants at random.  ``measure`` is
-    ``"z"`` (<Z> on every wire), ``"pauli"``, ``"probs"`` or ``"mixed"`` (all three)."""
+    fits (with ``max_wires``: on at most that many wires).  Angles are bound to inputs, weights
+    and constants at random.  ``measure`` is ``"z"`` (<Z> on every wire), ``"pauli"``,
+    ``"probs"`` or ``"mixed"`` (all three)."""
     rng = np.random.default_rng(seed)
     c = Circuit(n_qubits)
     if amplitude:
@@ -33,13 +34,14 @@ def random_circuit(n_qubits: int, n_gates: int = 30, seed: int = 0, *, amplitude
     n_in = n_qubits + 1
     c.new_inputs(n_in)
     c.new_weights("w", (2 * n_gates,))
-    names = [g for g, (nw, _) in GATES.items() if nw is None and n_qubits >= 2 or nw is not None and nw <= n_qubits]
+    top = n_qubits if max_wires is None else min(n_qubits, max_wires)
+    names = [g for g, (nw, _) in GATES.items() if nw is None and top >= 2 or nw is not None and nw <= top]
     used_w = 0
     for _ in range(n_gates):
         name = names[int(rng.integers(len(names)))]
         nw, npar = GATES[name]
         if nw is None:
-            nw = int(rng.integers(2, min(n_qubits, 4) + 1))
+            nw = int(rng.integers(2, min(n_qubits, 4, max_wires or 4) + 1))
         wires = [int(w) for w in rng.choice(n_qubits, size=nw, replace=False)]
         params = []
         for _ in range(npar):

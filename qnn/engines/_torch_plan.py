@@ -28,6 +28,7 @@ calls.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,6 +97,30 @@ class ParamTable:
                 sc.append(0.0)
                 off.append(p.offset)
         return start, len(idx)
+
+
+class AngleTable:
+    """A :class:`ParamTable` on a device: ``angles(inputs, weights) -> (sh, ps)``, the shared
+    angles ``(n_shared,)`` and the per-sample angles ``(B, n_per_sample)`` (None when empty)."""
+
+    def __init__(self, t: ParamTable, device, rdtype):
+        self.sh_idx = torch.tensor(t.sh_idx, dtype=torch.long, device=device)
+        self.sh_scale = torch.tensor(t.sh_scale, dtype=rdtype, device=device)
+        self.sh_off = torch.tensor(t.sh_off, dtype=rdtype, device=device)
+        self.ps_idx = torch.tensor(t.ps_idx, dtype=torch.long, device=device)
+        self.ps_scale = torch.tensor(t.ps_scale, dtype=rdtype, device=device)
+        self.ps_off = torch.tensor(t.ps_off, dtype=rdtype, device=device)
+        self.consts = torch.zeros(len(t.consts), dtype=rdtype, device=device)
+
+    def angles(self, inputs, weights):
+        B = inputs.shape[0]
+        src = torch.cat([weights, self.consts])
+        sh = src[self.sh_idx] * self.sh_scale + self.sh_off if len(self.sh_idx) else None
+        ps = None
+        if len(self.ps_idx):
+            ext = torch.cat([inputs, src.unsqueeze(0).expand(B, -1)], 1)
+            ps = ext[:, self.ps_idx] * self.ps_scale + self.ps_off
+        return sh, ps
 
 
 def is_per_sample(g: Gate) -> bool:
@@ -330,6 +355,7 @@ class Plan:
     n_outputs: int
     unitary_ok: bool
     fingerprint: tuple = ()
+    mps: Any = None  # the MPS path's program (qnn.engines._mps), False where it cannot run
 
 
 # ------------------------------------------------------------------ compilation

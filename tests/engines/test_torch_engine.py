@@ -13,10 +13,11 @@ import torch
 
 from qnn.circuit import GATES, Circuit, Param, amplitude_embedding, angle_embedding, strongly_entangling_layers
 from qnn.engines import get_engine
+from qnn.engines._mps import why_not as mps_why_not
 from qnn.engines.torch_engine import MODES, MemoryLimitError, TorchEngine
 from qnn.testing import BUILDER_KINDS, builder_circuit, random_circuit
 
-PATHS = ("gates", "blocked", "unitary", "adjoint", "small")
+PATHS = ("gates", "blocked", "unitary", "adjoint", "small", "mps")
 
 # ----------------------------------------------------------------------------- reference
 # Dense 2^n x 2^n matrices built only from Kronecker products of single-wire operators.
@@ -168,7 +169,9 @@ def _paths_for(c):
     eng = TorchEngine()
     plan = eng.plan(c)
     small_ok = plan.unitary_ok and [p for p, _ in plan.z_cols] == list(range(plan.n_outputs)) and bool(plan.z_cols)
-    return [m for m in PATHS if (m != "unitary" or plan.unitary_ok) and (m != "small" or small_ok)]
+    mps_ok = mps_why_not(c) is None
+    return [m for m in PATHS if (m != "unitary" or plan.unitary_ok) and (m != "small" or small_ok)
+            and (m != "mps" or mps_ok)]
 
 
 def _circuits(n, seeds, amplitude_too=True):
@@ -425,9 +428,11 @@ def test_amplitude_zero_vector_names_sample():
     amplitude_embedding(c, n_features=3)
     c.measure_z()
     X = torch.tensor([[1.0, 0, 0], [0, 0, 0]])
-    for mode in PATHS:
+    for mode in _paths_for(c):
         with pytest.raises(ValueError, match="sample 1 is the all-zero vector"):
             TorchEngine(mode=mode).run(c, X, torch.zeros(0))
+    with pytest.raises(ValueError, match="mode 'mps' cannot run this circuit: it has an amplitude embedding"):
+        TorchEngine(mode="mps").run(c, X, torch.zeros(0))
 
 
 def test_memory_refusal_message():
@@ -468,11 +473,17 @@ def test_auto_mode_choice_and_plan_cache():
     assert eng.choose_mode(cx, 256) == "unitary"
     assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 256) == "small"  # its state variant
     assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 2048) == "blocked"
-    assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 256) == "blocked"
-    assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 4096) == "adjoint"
-    assert eng.choose_mode(builder_circuit("strongly_entangling", 16), 256) == "blocked"  # 1.27 GiB estimated
-    assert eng.choose_mode(builder_circuit("strongly_entangling", 16), 512) == "adjoint"
-    assert TorchEngine(autograd_max_bytes=2**20).choose_mode(builder_circuit("strongly_entangling", 14), 256) == "adjoint"
+    assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 256) == "mps"  # shallow: narrow bonds
+    assert eng.choose_mode(builder_circuit("strongly_entangling", 16), 512) == "mps"
+    sv = TorchEngine()  # the state-vector paths' choice
+    sv.mps_min_qubits = 0
+    assert sv.choose_mode(builder_circuit("strongly_entangling", 14), 256) == "blocked"
+    assert sv.choose_mode(builder_circuit("strongly_entangling", 14), 4096) == "adjoint"
+    assert sv.choose_mode(builder_circuit("strongly_entangling", 16), 256) == "blocked"  # 1.27 GiB estimated
+    assert sv.choose_mode(builder_circuit("strongly_entangling", 16), 512) == "adjoint"
+    low = TorchEngine(autograd_max_bytes=2**20)
+    low.mps_min_qubits = 0
+    assert low.choose_mode(builder_circuit("strongly_entangling", 14), 256) == "adjoint"
     c = builder_circuit("strongly_entangling", 3)
     p1 = eng.plan(c)
     assert eng.plan(c) is p1

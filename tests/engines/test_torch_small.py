@@ -166,6 +166,7 @@ def test_gradcheck_fused():
 
 def test_auto_choice():
     eng = TorchEngine()
+    eng.mps_min_qubits = 0  # the state-vector paths' choice (the MPS path's: tests/engines/test_mps.py)
     assert eng.choose_mode(_sel(4), 256) == "small"
     assert eng.choose_mode(_sel(7), 256) == "small"
     assert eng.choose_mode(_sel(7), 32) == "small"  # 2**n > 2 B: the state variant, not U
