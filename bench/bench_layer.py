@@ -42,7 +42,7 @@ B_DEFAULT = 256
 N_LAYERS = 2
 
 QNN_SYSTEMS = ["qnn_auto", "qnn_blocked", "qnn_adjoint", "qnn_unitary", "qnn_gates", "qnn_small", "qnn_mps"]
-PEER_SYSTEMS = ["tc_jax", "tc_jax_probs", "tc_torch", "pyqtorch", "qulacs", "pl_default", "pl_lightning",
+PEER_SYSTEMS = ["tc_jax", "tc_jax_probs", "tc_jax_mps", "tc_torch", "pyqtorch", "qulacs", "pl_default", "pl_lightning",
                 "qiskit_ml", "torchquantum"]
 # peers run by ``--systems fast``: the ones within ~30x of qnn (qiskit_ml / lightning take minutes)
 FAST_PEERS = ["tc_jax", "tc_jax_probs", "tc_torch", "pyqtorch", "qulacs", "pl_default"]
@@ -59,6 +59,7 @@ LABELS = {
     "qiskit_ml": "Qiskit-ML EstimatorQNN+TorchConnector (est.)",
     "torchquantum": "TorchQuantum",
     "tc_jax": "tensorcircuit-ng JAX, jit+vmap+value_and_grad, expectation_ps",
+    "tc_jax_mps": "tensorcircuit-ng JAX MPSCircuit (exact, no truncation), jit+vmap+value_and_grad",
     "tc_jax_probs": "tensorcircuit-ng JAX, jit+vmap+value_and_grad, <Z> from probs",
     "tc_torch": "tensorcircuit-ng pytorch backend, vmap + autograd",
     "pyqtorch": "pyqtorch, batched, autograd, <Z> from probs",
@@ -230,9 +231,15 @@ def make_tc_jax(sp, B, readout):
     import numpy as np
 
     n, L = sp["n"], sp["L"]
+    if readout == "mps" and sp["embed"] != "angle":
+        raise SkipSystem("MPSCircuit runner written for the angle embedding only")
 
     def circuit(x, w):  # x (d,), w (L, n, 3) -> (n,)
-        if sp["embed"] == "angle":
+        if readout == "mps":  # its matrix-product-state simulator, no truncation (exact)
+            c = tc.MPSCircuit(n)
+            for i in range(n):
+                c.ry(i, theta=x[i])
+        elif sp["embed"] == "angle":
             c = tc.Circuit(n)
             for i in range(n):
                 c.ry(i, theta=x[i])
@@ -247,6 +254,8 @@ def make_tc_jax(sp, B, readout):
                 c.cnot(i, (i + 1) % n)
         if readout == "ps":
             return jnp.stack([c.expectation_ps(z=[i]) for i in range(n)]).real
+        if readout == "mps":
+            return jnp.stack([c.expectation((tc.gates.z(), [i])) for i in range(n)]).real
         p = (jnp.abs(c.state()) ** 2).reshape((2,) * n)
         return jnp.stack([p.take(0, axis=i).sum() - p.take(1, axis=i).sum() for i in range(n)])
 
@@ -417,8 +426,8 @@ def make_system(system, sp, B):
         except Exception as e:  # noqa: BLE001
             raise SkipSystem(f"not importable ({type(e).__name__}: {e})")
         raise SkipSystem("importable, but no TorchQuantum runner is written for this version")
-    if system in ("tc_jax", "tc_jax_probs"):
-        f = make_tc_jax(sp, B, "ps" if system == "tc_jax" else "probs")
+    if system in ("tc_jax", "tc_jax_probs", "tc_jax_mps"):
+        f = make_tc_jax(sp, B, {"tc_jax": "ps", "tc_jax_probs": "probs", "tc_jax_mps": "mps"}[system])
         return "full", lambda: f
     if system == "tc_torch":
         return "torch", lambda: make_tc_torch(sp, B)

@@ -32,7 +32,16 @@ import numpy as np
 import torch
 
 from qnn.circuit import Circuit
-from qnn.engines._torch_plan import CONST_MATS, CONTROLLED, AngleTable, ParamTable, is_per_sample
+from qnn.engines._torch_plan import (
+    CONST_MATS,
+    CONTROLLED,
+    MONOMIAL,
+    AngleTable,
+    MonoOp,
+    ParamTable,
+    is_per_sample,
+    wire_mask,
+)
 
 __all__ = ["MPSProgram", "MPSRunner"]
 
@@ -89,25 +98,19 @@ class MPSProgram:
             words.append(w)
         signs = [1] * len(words)
         gates = list(circuit.gates)
-        if all(set(w) <= {"I", "Z"} for w in words):  # fold the trailing Z-word-preserving gates
-            while gates:
-                g = gates[-1]
-                if g.name in _DIAGONAL:
-                    pass
-                elif g.name in ("X", "Y"):
-                    signs = [-s if w[g.wires[0]] == "Z" else s for w, s in zip(words, signs)]
-                elif g.name == "CNOT":  # CNOT Z_t CNOT = Z_c Z_t
-                    c, t = g.wires
-                    for w in words:
-                        if w[t] == "Z":
-                            w[c] = "I" if w[c] == "Z" else "Z"
-                elif g.name == "SWAP":
-                    a, b = g.wires
-                    for w in words:
-                        w[a], w[b] = w[b], w[a]
-                else:
-                    break
-                gates.pop()
+        if all(set(w) <= {"I", "Z"} for w in words):
+            # fold the trailing gates that keep Z words Z words: a diagonal gate commutes with
+            # every Z word (dropped), a run of monomial ones maps each to a signed Z word
+            k = len(gates)
+            while k and (gates[k - 1].name in _DIAGONAL or gates[k - 1].name in MONOMIAL):
+                k -= 1
+            run = [g for g in gates[k:] if g.name in MONOMIAL]
+            if run:
+                op = MonoOp.of(run, n)
+                folded = [op.fold_z(wire_mask([i for i, x in enumerate(w) if x == "Z"], n)) for w in words]
+                words = [["Z" if m >> (n - 1 - i) & 1 else "I" for i in range(n)] for m, _ in folded]
+                signs = [sg for _, sg in folded]
+            gates = gates[:k]
         self.words, self.signs = ["".join(w) for w in words], signs
         self._readout_plan()
         # angles: one matrix group per (rotation, per-sample), registered group by group so

@@ -2,7 +2,7 @@
 
 Wire 0 is the most significant bit of a basis index (PennyLane's convention).  A circuit is
 compiled once into a plan (cached per circuit structure, see :mod:`._torch_plan`) and run on
-one of five paths, all exact and all differentiable by torch autograd w.r.t. inputs and
+one of six paths, all exact and all differentiable by torch autograd w.r.t. inputs and
 weights:
 
 ``"gates"``
@@ -34,14 +34,24 @@ weights:
     fused ``|U psi|^2`` readout with a hand-written backward (on CPU in numpy; there, once
     ``2**n >= B``, the same fused ops run on the ``(2**n, B)`` states instead of on the
     identity).  Needs the ``unitary`` path's structure and ``<Z>``-only readouts.
+``"mps"``
+    (:mod:`._mps`) no state vector at all: the state as an exact matrix product state (one
+    tensor per wire, bonds grown by each two-qubit gate's operator-Schmidt rank and never
+    truncated, only contracted back to the exact bound ``min(2**w, 2**(n - w))``), trailing
+    gates that keep ``Z`` words folded into the readout, and the Pauli-word / probability
+    readouts contracted from shared left and right environments.  Polynomial in ``n`` for
+    shallow circuits (two strongly entangling layers: bond dimension 4).  Needs a product
+    initial state, one- and two-qubit gates, and Pauli-word or ``probs`` measurements.
 
 State-sized buffers (from 16 MiB) come from a per-runner workspace kept between calls
 (:mod:`._workspace`): glibc maps such blocks afresh on every allocation, and at 16 qubits the
 page faults of a new state cost more than the multiply that fills it.
 :meth:`TorchEngine.clear_cache` frees them.
 
-``mode="auto"`` picks ``small`` where it applies (``n <= small_max_qubits = 8`` and
-``2**n <= 2 B``), else ``unitary`` for small registers (``n <= 6`` and ``2**n <= B``),
+``mode="auto"`` picks ``mps`` from ``mps_min_qubits = 10`` qubits when its bonds stay within
+``mps_max_bond = 16`` and its time model (per-wire op overhead plus its arithmetic) beats one
+state sweep per wire (two strongly entangling layers at B=256: from 12 qubits), then ``small``
+where it applies (``n <= small_max_qubits = 8`` and ``2**n <= 2 B``), else ``unitary`` for small registers (``n <= 6`` and ``2**n <= B``),
 ``adjoint`` when the ``blocked`` path's memory estimate exceeds ``autograd_max_bytes`` (1.5 GiB)
 or the memory limit, and ``blocked`` otherwise.  Matrices of the fused ops are built from
 the angles with ordinary torch ops, so autograd carries their gradients to the weights and
@@ -1014,7 +1024,7 @@ class TorchEngine(Engine):
             float64 inputs.  Outputs have the input's float dtype.
         device: run on this device instead of the input's; outputs are moved back to the
             input's device.
-        mode: ``"auto"`` (default), ``"gates"``, ``"blocked"``, ``"unitary"``, ``"adjoint"`` or ``"small"``
+        mode: ``"auto"`` (default), ``"gates"``, ``"blocked"``, ``"unitary"``, ``"adjoint"``, ``"small"`` or ``"mps"``
             (see the module docstring).  A forced mode the circuit cannot use raises ValueError.
         max_memory_bytes: memory limit for the pre-allocation check; default: available RAM
             (CPU) or free device memory (CUDA).
