@@ -298,8 +298,19 @@ def _np_prod_env(T: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 def _np_prod_grad(T: np.ndarray, V: np.ndarray, Vd: np.ndarray) -> np.ndarray:
     """``g[i, b] = sum_x T[x, b] dpsi_i[x, b]`` where ``psi = kron_i V[i]`` and ``dpsi_i`` has
-    factor ``i`` replaced by ``Vd[i]``: ``(k, B)``."""
-    return (_np_prod_env(T, V) * Vd).sum(1)
+    factor ``i`` replaced by ``Vd[i]``: ``(k, B)``.  Up to 5 factors the ``k`` derivative
+    states are built in one Kronecker chain (``k 2**k`` values per sample; 4 factors, B=256:
+    46 us against the tree's 83 us of Python recursion), else contracted as a tree
+    (:func:`_np_prod_env`)."""
+    k = V.shape[0]
+    if k > 5:
+        return (_np_prod_env(T, V) * Vd).sum(1)
+    F = np.broadcast_to(V, (k,) + V.shape).copy()  # variant i: factor i replaced by Vd[i]
+    F[np.arange(k), np.arange(k)] = Vd
+    D = F[:, 0]
+    for j in range(1, k):
+        D = (D[:, :, None, :] * F[:, j, None, :, :]).reshape(k, -1, V.shape[2])
+    return (D * T[None]).sum(1)
 
 
 class _NumpyFused:
@@ -346,7 +357,7 @@ class _NumpyFused:
             h = ((x[:, idx] * scale + off) * 0.5).T  # (n, B)
             c, sn = np.cos(h), np.sin(h)
             V = np.stack([c, sn], 1)  # (n, 2, B): wire i's factor [cos, sin](t_i / 2)
-            psiT = _np_kron_vecs(V)  # (N, B)
+            psiT = None  # (N, B), built below unless the first layer is folded into V
             dpsi = (V, np.stack([-0.5 * sn, 0.5 * c], 1))  # the factors and their derivatives
         else:
             psiT = psi0.T
@@ -362,7 +373,7 @@ class _NumpyFused:
         # the state variant runs the ops on the (N, B) states themselves: cheaper than building
         # U (N x N) and reading it out with three N x N x B products once N is not small
         # against B
-        state = N * self.small.state_ratio >= psiT.shape[1]  # ops on the states, else on U
+        state = N * self.small.state_ratio >= x.shape[0]  # ops on the states, else on U
         seq, fold = fz.seq, None
         if state and dpsi is not None and fz.n_pre:
             # the product state's trailing single-qubit gates (the first layer) act on each
@@ -375,9 +386,11 @@ class _NumpyFused:
             u = R0 @ V  # (n, 2, B)
             psiT = _np_kron_vecs(u)
             seq, fold = seq[fz.n_pre:], (Rw, u)
+        if psiT is None:
+            psiT = _np_kron_vecs(dpsi[0])
         if not state and self._eye is None:
             self._eye = np.eye(N, dtype=self.cdtype)
-        U = psiT.astype(self.cdtype) if state else self._eye
+        U = psiT.astype(self.cdtype, copy=False) if state else self._eye
         saved = []
         for op in seq:
             if op[0] == "block":
@@ -452,7 +465,8 @@ class _NumpyFused:
                 gpsiT = gU.real if real else gU
             env = None
             if fold is not None:  # dL/du_i: the cotangent contracted with the other factors
-                env = _np_prod_env(gpsiT.conj(), fold[1])  # (n, 2, B)
+                env = _np_prod_env(gpsiT, fold[1].conj()).conj()  # (n, 2, B): for conj(gpsiT), by
+                # conjugating the small factors instead of the state-sized cotangent
             if need_w:
                 gsh = np.zeros(len(self.sh_idx), dtype=self.rdtype)
                 for k, (_, dK2) in mats.items():
