@@ -1419,12 +1419,15 @@ class TorchEngine(Engine):
         if B == 0:
             out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
             return out.to(device=out_device, dtype=out_dtype)
-        # the forced path (auto: its fallback, adjoint) must fit before anything of size 2**n
-        # is allocated (the estimate compiles a plan without arrays and caches nothing)
-        first = self.mode if self.mode != "auto" else "adjoint"
+        # the forced path (auto: its fallback, adjoint, unless it chose the MPS path, which has
+        # nothing of size 2**n) must fit before anything of size 2**n is allocated (the
+        # estimate compiles a plan without arrays and caches nothing)
+        mode = self.mode
+        if mode == "auto":
+            mode = self.choose_mode(circuit, B, device, cdtype)
+        first = "mps" if mode == "mps" else self.mode if self.mode != "auto" else "adjoint"
         self.check_memory(circuit, B, first, device, cdtype)
         plan = self.plan(circuit)
-        mode = self.mode if self.mode != "auto" else self.choose_mode(circuit, B, device, cdtype)
         if mode == "small" and not _small_ok(plan):
             raise ValueError(
                 "TorchEngine: mode 'small' needs every gate after the initial state to be independent "

@@ -156,6 +156,31 @@ def test_memory_is_checked_first():
         eng.run(c, torch.zeros(256, 16), torch.zeros(c.n_weights))
 
 
+def test_auto_runs_registers_no_state_vector_fits():
+    """40 qubits: no state vector fits (the state-vector paths refuse it with the numbers),
+    the MPS path runs it and checks its own memory."""
+    n = 40
+    c = Circuit(n)
+    angle_embedding(c, rotation="Y")
+    strongly_entangling_layers(c, 2, ranges=[1, 1])
+    c.measure_z()
+    x = torch.rand(3, n, requires_grad=True)
+    w = torch.rand(c.n_weights, requires_grad=True)
+    eng = TorchEngine()
+    out = eng.run(c, x, w)
+    assert eng.last_mode == "mps" and out.shape == (3, n)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
+    assert float(out.detach().abs().max()) <= 1 + 1e-5
+    # a product state: <Z_i> = cos(x_i) exactly for an empty ansatz, at 40 qubits
+    c0 = Circuit(n)
+    angle_embedding(c0, rotation="Y")
+    c0.measure_z()
+    torch.testing.assert_close(TorchEngine().run(c0, x.detach(), torch.zeros(0)), torch.cos(x.detach()))
+    with pytest.raises(MemoryError, match="path 'blocked' needs about"):
+        TorchEngine(mode="blocked").run(c, x, w)
+
+
 def test_engine_pickles_after_an_mps_run():
     c = builder_circuit("strongly_entangling", 12)
     eng = TorchEngine()
