@@ -461,6 +461,12 @@ def test_memory_refusal_before_compiling_huge_register():
     angle_embedding(c)
     strongly_entangling_layers(c, 1)
     c.measure_z()
+    sv = TorchEngine()
+    sv.mps_min_qubits = 0  # the state-vector paths (auto runs this shallow circuit as an MPS)
+    with pytest.raises(ValueError, match="needs about"):
+        sv.run(c, torch.zeros(2, 40), torch.zeros(c.n_weights))
+    assert sv._plans == {}
+    c.add("MCRY", tuple(range(40)), [Param.const(0.2)])  # no MPS path either: refused
     with pytest.raises(ValueError, match="needs about"):
         TorchEngine().run(c, torch.zeros(2, 40), torch.zeros(c.n_weights))
 

@@ -170,6 +170,12 @@ def test_filed_cases_refused_before_allocating(which):
     limit = eng.estimate_bytes(c, B, "adjoint") - 1
     eng = TorchEngine(max_memory_bytes=limit)
     x = torch.zeros(B, c.n_inputs)
+    if which == "quantum_linear_26":  # shallow: auto runs it on the exact MPS path, in a few MB
+        out = eng.run(c, x, torch.zeros(c.n_weights))
+        assert eng.last_mode == "mps" and out.shape == (B, 26)
+        torch.testing.assert_close(out, torch.ones(B, 26))  # |0..0>-like: RY(0) and zero weights
+        eng = TorchEngine(max_memory_bytes=limit)
+        eng.mps_min_qubits = 0  # the state-vector paths: refused before allocating
     with pytest.raises(MemoryLimitError, match=r"needs about [\d,]+ bytes .* limit \(max_memory_bytes\) is "):
         eng.run(c, x, torch.zeros(c.n_weights))
     assert eng._plans == {} and eng._runners == {}  # nothing was compiled into the cache or built
