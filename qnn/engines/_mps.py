@@ -293,10 +293,6 @@ class MPSRunner:
             for j in range(2):
                 E[2 * i + j, i, j] = 1
         self.swap = (c(E), c(E[[0, 2, 1, 3]]))  # SWAP = sum_ij |i><j| (x) |j><i|
-        self.cnot_t = c(np.stack([np.eye(2), CONST_MATS["X"]]))
-        self.cz_t = c(np.stack([np.eye(2), CONST_MATS["Z"]]))
-        n = program.n
-        K = len(program.words)
         # readout: per trie level, the parents' index and the nodes' operators: (K, 2, 1)
         # factors when all are diagonal (I, Z, projectors), else (K, 2, 2) matrices
 
@@ -314,7 +310,6 @@ class MPSRunner:
             [level(*lv, len(levels[i - 1][0]) if i else 1) for i, lv in enumerate(levels)]
             for levels in (program.left_levels, program.right_levels)]
         self.signs = torch.tensor(program.signs, dtype=rdtype, device=device)
-        self.K = K
         self._eyes: dict = {}
 
     def run(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -405,19 +400,11 @@ class MPSRunner:
             hit = self._eyes[d] = torch.eye(d, dtype=self.cdtype, device=self.device)
         return hit
 
-    def _zero(self):
-        z = torch.zeros(1, 1, 2, 1, dtype=self.cdtype, device=self.device)
-        z[0, 0, 0, 0] = 1
-        return z
-
     def _terms(self, name, slot, mats):
-        """The operator-Schmidt terms of a two-qubit gate, in gate-wire order."""
+        """The operator-Schmidt terms of a SWAP or a controlled rotation, in gate-wire order
+        (CNOT and CZ take the direct route of :func:`_project` / :func:`_controlled_target`)."""
         if name == "SWAP":
             return self.swap
-        if name == "CNOT":
-            return self.proj, self.cnot_t
-        if name == "CZ":
-            return self.proj, self.cz_t
         key, j = slot  # a controlled rotation: |0><0| x 1 + |1><1| x V
         V = mats[key][..., j, :, :]
         eye = self.const["I"].expand(V.shape)
