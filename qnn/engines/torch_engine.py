@@ -50,8 +50,9 @@ page faults of a new state cost more than the multiply that fills it.
 
 ``mode="auto"`` picks ``mps`` from ``mps_min_qubits = 10`` qubits when its bonds stay within
 ``mps_max_bond = 16`` and its time model (per-wire op overhead plus its arithmetic) beats one
-state sweep per wire (two strongly entangling layers at B=256: from 12 qubits), then ``small``
-where it applies (``n <= small_max_qubits = 8`` and ``2**n <= 2 B``), else ``unitary`` for small registers (``n <= 6`` and ``2**n <= B``),
+state sweep per wire (two strongly entangling layers at B=256: from 12 qubits), then
+``small`` where it applies (``n <= small_max_qubits = 8`` and ``2**n <= 2 B``), else
+``unitary`` for small registers (``n <= 6`` and ``2**n <= B``),
 ``adjoint`` when the ``blocked`` path's memory estimate exceeds ``autograd_max_bytes`` (1.5 GiB)
 or the memory limit, and ``blocked`` otherwise.  Matrices of the fused ops are built from
 the angles with ordinary torch ops, so autograd carries their gradients to the weights and
@@ -1070,8 +1071,8 @@ class TorchEngine(Engine):
     small_state_max_qubits = 12
     #: smallest register for the automatic ``mps`` path, which also needs its time model to
     #: beat the state vector's (measured on 2 CPU cores, two strongly entangling layers,
-    #: B=256: 4x slower than ``small`` at 8 qubits, 1.8x faster at 12, 18x faster than
-    #: ``blocked`` at 16); 0 turns it off
+    #: B=256: 4x slower than ``small`` at 8 qubits, 1.6-2.3x faster at 12, 13-15x faster
+    #: than ``blocked`` at 16, bench/README.md round 3); 0 turns it off
     mps_min_qubits = 10
     #: widest bond for the automatic ``mps`` path
     mps_max_bond = 16
