@@ -77,9 +77,9 @@ class MPSProgram:
     """A circuit compiled for the MPS path (pure Python: no tensor is built).
 
     Attributes: ``steps`` (the gates that are run), ``words`` (per output, one Pauli letter per
-    wire, after folding), ``signs``, ``bonds`` (the final bond dimensions), ``batched`` (the
-    wires whose tensors depend on the sample), ``flops`` (complex multiply-adds per sample of
-    one forward), ``items`` (tensor elements kept for the backward, per sample)."""
+    wire, after folding), ``signs``, ``bonds`` (the final bond dimensions), ``flops`` (complex
+    multiply-adds per sample of one forward), ``items`` (tensor elements kept for the backward,
+    per sample)."""
 
     def __init__(self, circuit: Circuit):
         reason = why_not(circuit)
@@ -151,8 +151,9 @@ class MPSProgram:
         """Share the readout between words: each word is split at a bond ``w`` into a prefix
         (wires ``< w``) and a suffix; the left environments of all prefixes form a trie grown
         from the left end, the suffixes' one from the right, and a word is the contraction of
-        its two environments at the split.  The split of each word is chosen greedily to add
-        the fewest trie nodes (for the folded words of a CNOT ring, ``Z..ZI..I``, about
+        its two environments at the split.  The splits are chosen to add few trie nodes: from
+        two starts (each word's non-identity letters all in its prefix, or all in its suffix),
+        each word in turn takes the split adding the fewest nodes to the others' (for the folded words of a CNOT ring, ``Z..ZI..I``, about
         ``3 n`` transfer steps instead of ``n`` per word)."""
         n = self.n
         words = self.words
@@ -203,10 +204,9 @@ class MPSProgram:
         self.pairs = [(w, li[wd[:w]], ri[wd[w:]]) for wd, w in zip(self.words, splits)]
 
     def _shapes(self):
-        """Walk the steps with bond dimensions only: final bonds, batched wires, cost."""
+        """Walk the steps with bond dimensions only: the compressions, final bonds, cost."""
         n = self.n
         D = [1] * (n + 1)  # D[w]: the bond left of wire w (D[0] = D[n] = 1)
-        batched = [False] * n
         flops = items = 0
 
         def site(w):
@@ -215,16 +215,11 @@ class MPSProgram:
         steps = []
         for st in self.steps:
             if st[0] == "1q":
-                w = st[1]
-                ps = st[2] is not None and st[2][0][0] != "const" and st[2][0][1]
-                batched[w] = batched[w] or ps
                 steps.append(st)
                 continue
-            name, wires, slot = st[1], st[2], st[3]
-            ps = slot is not None and slot[0][0] != "const" and slot[0][1]
+            name, wires = st[1], st[2]
             lo, hi = min(wires), max(wires)
             r = 4 if name == "SWAP" else 2
-            batched[wires[1]] = batched[wires[1]] or ps
             for w in range(lo, hi + 1):
                 items += site(w)
             for b in range(lo + 1, hi + 1):
@@ -246,17 +241,10 @@ class MPSProgram:
                         items += D[b - 1] * 4 * D[b + 1]
                         D[b] = min(left, right)
                         reduce.append((side, b))
-                        if side == "L":
-                            batched[b] = batched[b] or batched[b - 1]
-                            batched[b - 1] = False
-                        else:
-                            batched[b - 1] = batched[b - 1] or batched[b]
-                            batched[b] = False
                         changed = True
             steps.append(st + (tuple(reduce),))
         self.steps = steps
         self.bonds = D[1:n]
-        self.batched = batched
         # readout: per trie node, E A (D^2 2 D) and its product with conj(A) (D 2 D^2)
         for levels, sites in ((self.left_levels, range(n)), (self.right_levels, range(n - 1, -1, -1))):
             for (parents, _), w in zip(levels, sites):

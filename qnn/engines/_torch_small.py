@@ -299,9 +299,8 @@ def _np_prod_env(T: np.ndarray, V: np.ndarray) -> np.ndarray:
 def _np_prod_grad(T: np.ndarray, V: np.ndarray, Vd: np.ndarray) -> np.ndarray:
     """``g[i, b] = sum_x T[x, b] dpsi_i[x, b]`` where ``psi = kron_i V[i]`` and ``dpsi_i`` has
     factor ``i`` replaced by ``Vd[i]``: ``(k, B)``.  Up to 5 factors the ``k`` derivative
-    states are built in one Kronecker chain (``k 2**k`` values per sample; 4 factors, B=256:
-    46 us against the tree's 83 us of Python recursion), else contracted as a tree
-    (:func:`_np_prod_env`)."""
+    states are built in one Kronecker chain (``k 2**k`` values per sample, cheaper there than
+    the tree's Python recursion), else contracted as a tree (:func:`_np_prod_env`)."""
     k = V.shape[0]
     if k > 5:
         return (_np_prod_env(T, V) * Vd).sum(1)
