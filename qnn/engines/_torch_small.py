@@ -14,11 +14,10 @@ shared by the batch (``plan.unitary_ok``) and a ``<Z>``-only readout; it runs
    with ``gp = G S^T`` and ``L = gp * phi``, ``d psi0 = 2 L conj(U)`` and ``d U = 2 L^T
    conj(psi0)`` (for a real ``psi0``: one real GEMM each on ``U``'s interleaved real/imag view).
 
-On CPU the closed-form variant runs in numpy (:class:`_NumpyFused`), and once ``2**n >= B``
-(``state_ratio``) it applies the same fused blocks to the ``(2**n, B)`` states instead of the
-identity: the readout is then ``|psi|^2 S`` and the backward carries the states' cotangent
-back through the blocks (saved inputs) to ``psi0``; the RY product state's input gradient is
-contracted as a tree (:func:`_np_prod_grad`) instead of building ``n`` derivative states.
+On CPU the closed-form variant runs in numpy (:mod:`._small_numpy`): on ``U`` one rotation at
+a time while ``2**n < B``, on the ``(2**n, B)`` states once ``2**n >= B`` (``state_ratio``).
+:meth:`SmallRunner.run_many` runs ``G`` copies of the circuit (their own weights and inputs)
+in the numpy U variant's calls at once.
 
 Exact (the same arithmetic as the other paths, in the requested dtype).  The slow reference is
 the ``gates`` path (one op per gate, autograd), see ``tests/engines/test_torch_small.py``.
@@ -26,13 +25,13 @@ the ``gates`` path (one op per gate, autograd), see ``tests/engines/test_torch_s
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 import torch
 
 from qnn.engines._amplitude import amplitude_states
+from qnn.engines._small_numpy import _NumpyFused, _NumpyFusedFn
 from qnn.engines._torch_plan import Chains, Group, sign_matrix
 
 # rotations whose every angle enters as exp(-i t P / 2): dR/dt = R(t + pi) / 2 exactly
@@ -227,319 +226,6 @@ class _FusedFn(torch.autograd.Function):
         return None, gx, gw, gpsi0
 
 
-def _np_rot(name: str, A: np.ndarray, cdtype) -> np.ndarray:
-    """numpy twin of the torch engine's rotation matrices, batch last:
-    ``A (npar, ...)`` -> ``(2, 2, ...)``."""
-    M = np.empty((2, 2) + A.shape[1:], dtype=cdtype)
-    if name == "Rot":
-        phi, theta, omega = A[0], A[1], A[2]
-        c, s = np.cos(theta / 2), np.sin(theta / 2)
-        ea = np.exp(-0.5j * (phi + omega)).astype(cdtype)
-        ed = np.exp(0.5j * (phi - omega)).astype(cdtype)
-        np.multiply(c, ea, out=M[0, 0])
-        np.multiply(-s, ed, out=M[0, 1])
-        np.multiply(s, ed.conj(), out=M[1, 0])
-        np.multiply(c, ea.conj(), out=M[1, 1])
-        return M
-    t = A[0] / 2
-    c, s = np.cos(t), np.sin(t)
-    if name == "RX":
-        M[0, 0] = M[1, 1] = c
-        M[0, 1] = M[1, 0] = -1j * s
-    elif name == "RY":
-        M[0, 0] = M[1, 1] = c
-        M[0, 1] = -s
-        M[1, 0] = s
-    else:  # RZ
-        e = np.exp(-1j * t).astype(cdtype)
-        M[0, 0] = e
-        M[1, 1] = e.conj()
-        M[0, 1] = M[1, 0] = 0
-    return M
-
-
-def _np_kron(F: np.ndarray) -> np.ndarray:
-    """Kronecker product of ``F (k, 2, 2, *batch)`` -> ``(2**k, 2**k, *batch)`` (first = most
-    significant), batch last so that every product runs over contiguous memory."""
-    out = F[0]
-    bs = F.shape[3:]
-    for j in range(1, F.shape[0]):
-        d = out.shape[0]
-        out = (out[:, None, :, None] * F[j][None, :, None, :]).reshape(2 * d, 2 * d, *bs)
-    return out
-
-
-def _np_kron_vecs(V: np.ndarray) -> np.ndarray:
-    """Product state of the per-wire factors ``V (k, 2, B)`` -> ``(2**k, B)`` (wire 0 most
-    significant)."""
-    psi = V[0]
-    for i in range(1, V.shape[0]):
-        psi = (psi[:, None, :] * V[i][None, :, :]).reshape(-1, V.shape[2])
-    return psi
-
-
-def _np_prod_env(T: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """Environments of a product state's factors: ``env[i, :, b] = sum_x T[x, b] prod_{j != i}
-    V[j, x_j, b]`` (the index ``x_i`` left open), ``T (2**k, B)``, ``V (k, 2, B)`` ->
-    ``(k, 2, B)``; ``sum_x T dpsi_i = sum_c env[i, c] dV_i[c]`` for a change of factor ``i``.
-
-    Contracted as a tree: ``T`` with the right half's product state leaves the left half's
-    environment (and the other way round), so the cost is about two passes over ``T`` instead
-    of ``k`` (one per factor)."""
-    k = V.shape[0]
-    if k == 1:
-        return T[None]
-    m = k // 2
-    T3 = T.reshape(2**m, 2 ** (k - m), -1)
-    left = (T3 * _np_kron_vecs(V[m:])[None]).sum(1)
-    right = (T3 * _np_kron_vecs(V[:m])[:, None]).sum(0)
-    return np.concatenate([_np_prod_env(left, V[:m]), _np_prod_env(right, V[m:])])
-
-
-def _np_prod_grad(T: np.ndarray, V: np.ndarray, Vd: np.ndarray) -> np.ndarray:
-    """``g[i, b] = sum_x T[x, b] dpsi_i[x, b]`` where ``psi = kron_i V[i]`` and ``dpsi_i`` has
-    factor ``i`` replaced by ``Vd[i]``: ``(k, B)``.  Up to 5 factors the ``k`` derivative
-    states are built in one Kronecker chain (``k 2**k`` values per sample, cheaper there than
-    the tree's Python recursion), else contracted as a tree (:func:`_np_prod_env`)."""
-    k = V.shape[0]
-    if k > 5:
-        return (_np_prod_env(T, V) * Vd).sum(1)
-    F = np.broadcast_to(V, (k,) + V.shape).copy()  # variant i: factor i replaced by Vd[i]
-    F[np.arange(k), np.arange(k)] = Vd
-    D = F[:, 0]
-    for j in range(1, k):
-        D = (D[:, :, None, :] * F[:, j, None, :, :]).reshape(k, -1, V.shape[2])
-    return (D * T[None]).sum(1)
-
-
-class _NumpyFused:
-    """The closed-form variant on CPU in numpy: the same arithmetic in the same dtype as the
-    torch ops of :class:`_FusedFn`, with the batch as the last (contiguous) axis and at a
-    fraction of their per-call overhead (a few microseconds per op is the whole cost at a
-    few qubits)."""
-
-    def __init__(self, small):
-        runner = small.runner
-        fz = small.fused
-        self.small, self.fz = small, fz
-        self.cdtype = np.complex128 if runner.cdtype == torch.complex128 else np.complex64
-        self.rdtype = np.float64 if self.cdtype == np.complex128 else np.float32
-        c = lambda t: t.detach().cpu().numpy()  # noqa: E731
-        self.sh_idx, self.sh_scale, self.sh_off = c(runner.sh_idx), c(runner.sh_scale), c(runner.sh_off)
-        self.consts = c(runner.consts)
-        self.n_weights = runner.plan.table.n_weights
-        self.idx = {k: c(v) for k, v in fz.idx.items()}
-        self.sel = {k: c(v) for k, v in fz.sel.items()}
-        self.shift = c(fz.shift).reshape(1 + fz.npar, fz.npar).T.reshape(fz.npar, 1 + fz.npar, 1, 1)
-        self.S = c(small.S)
-        self.ST = np.ascontiguousarray(self.S.T)
-        self.N = small.N
-        self._eye = None
-        self.mono = {}
-        for op in fz.seq:
-            if op[0] == "mono":
-                self.mono[id(op[1])] = tuple(None if a is None else c(a) for a in runner.mono(op[1]))
-        self.ry = None
-        if small.ry_map is not None:
-            idx, scale = small.ry_map
-            self.ry = (c(idx), c(scale), c(small.ry_off), c(small.ry_sel))
-
-    def forward(self, x, w, psi0):
-        """``psi0``: ``(B, N)`` or None (the RY product state, built here)."""
-        fz = self.fz
-        N = self.N
-        src = np.concatenate([w, self.consts]) if len(self.consts) else w
-        sh = src[self.sh_idx] * self.sh_scale + self.sh_off
-        dpsi = None
-        if psi0 is None:
-            idx, scale, off, _ = self.ry
-            h = ((x[:, idx] * scale + off) * 0.5).T  # (n, B)
-            c, sn = np.cos(h), np.sin(h)
-            V = np.stack([c, sn], 1)  # (n, 2, B): wire i's factor [cos, sin](t_i / 2)
-            psiT = None  # (N, B), built below unless the first layer is folded into V
-            dpsi = (V, np.stack([-0.5 * sn, 0.5 * c], 1))  # the factors and their derivatives
-        else:
-            psiT = psi0.T
-        mats, rots = {}, {}
-        for k, idx in self.idx.items():
-            A = sh[idx].reshape(-1, k, fz.npar).T  # (npar, k, nb)
-            nb = A.shape[2]
-            R = _np_rot(fz.name, A[:, None] + self.shift, self.cdtype)  # (2, 2, E, k, nb)
-            rots[k] = R
-            F = R.reshape(2, 2, -1, nb)[:, :, self.sel[k]].reshape(2, 2, -1, k, nb).transpose(3, 0, 1, 2, 4)
-            Kv = np.ascontiguousarray(_np_kron(F).transpose(2, 3, 0, 1))  # (V, nb, G, G)
-            mats[k] = (Kv[0], Kv[1:].reshape(fz.npar * k, nb, -1))
-        # the state variant runs the ops on the (N, B) states themselves: cheaper than building
-        # U (N x N) and reading it out with three N x N x B products once N is not small
-        # against B
-        state = N * self.small.state_ratio >= x.shape[0]  # ops on the states, else on U
-        seq, fold = fz.seq, None
-        if state and dpsi is not None and fz.n_pre:
-            # the product state's trailing single-qubit gates (the first layer) act on each
-            # wire's factor, u_i = R_i v_i, instead of as blocks on the whole state
-            V = dpsi[0]
-            Rw = np.empty((V.shape[0], 2, 2, 1 + fz.npar), dtype=self.cdtype)  # (n, 2, 2, E)
-            for _, k, row, start in seq[:fz.n_pre]:
-                Rw[start:start + k] = rots[k][..., row].transpose(3, 0, 1, 2)
-            R0 = Rw[..., 0]
-            u = R0 @ V  # (n, 2, B)
-            psiT = _np_kron_vecs(u)
-            seq, fold = seq[fz.n_pre:], (Rw, u)
-        if psiT is None:
-            psiT = _np_kron_vecs(dpsi[0])
-        if not state and self._eye is None:
-            self._eye = np.eye(N, dtype=self.cdtype)
-        U = psiT.astype(self.cdtype, copy=False) if state else self._eye
-        saved = []
-        for op in seq:
-            if op[0] == "block":
-                _, k, row, start = op
-                saved.append(U)
-                U = (mats[k][0][row] @ U.reshape(2**start, 2**k, -1)).reshape(U.shape)
-            else:
-                srci, phase, _, _ = self.mono[id(op[1])]
-                U = U[srci]
-                if phase is not None:
-                    U *= phase[:, None]
-        if state:
-            M, ph = None, U
-            p = np.square(U.real) + np.square(U.imag)
-        elif not np.iscomplexobj(psiT):
-            M = np.concatenate([U.real, U.imag])  # (2N, N)
-            ph = M @ psiT  # (2N, B): Re phi over Im phi
-            p = np.square(ph[:N])
-            p += np.square(ph[N:])
-        else:
-            M = U
-            ph = U @ psiT
-            p = np.square(ph.real) + np.square(ph.imag)
-        out = (self.ST @ p).T
-        return out, (psiT, dpsi, mats, saved, M, ph, src.shape[0], x.shape, state, seq, fold)
-
-    def backward(self, G, st, need_x, need_w, need_psi):
-        fz = self.fz
-        N = self.N
-        psiT, dpsi, mats, saved, M, ph, n_src, xshape, state, seq, fold = st
-        gp2 = (self.S @ G.T) * 2  # (N, B)
-        real = not np.iscomplexobj(psiT)
-        gpsiT = gU = gx = gw = None
-        want_psi = need_psi or (dpsi is not None and need_x)
-        if state:  # the final states' cotangent; the op loop below carries it back to psi0
-            gU = ph * gp2
-        elif real:
-            D = ph * np.concatenate([gp2, gp2])  # dL/d(Re phi; Im phi), (2N, B)
-            if want_psi:
-                gpsiT = M.T @ D
-            if need_w:
-                gM = D @ psiT.T
-                gU = gM[:N] + 1j * gM[N:]
-        else:
-            lam = ph * gp2
-            if want_psi:
-                gpsiT = M.conj().T @ lam
-            if need_w:
-                gU = lam @ psiT.conj().T
-        # carry the cotangent through the first op as well (a folded first layer's angles
-        # need it too)
-        to_psi = state and (want_psi or (fold is not None and need_w))
-        if need_w or to_psi:
-            gK = {k: [np.zeros_like(K[0])] * K.shape[0] for k, (K, _) in mats.items()}
-            si = len(saved)
-            for op in reversed(seq):
-                if op[0] == "block":
-                    si -= 1
-                    _, k, row, start = op
-                    a, g = 2**start, 2**k
-                    g3 = gU.reshape(a, g, -1)
-                    if need_w:
-                        gK[k][row] = (g3 @ saved[si].reshape(a, g, -1).conj().transpose(0, 2, 1)).sum(0)
-                    if si > 0 or to_psi:
-                        gU = (mats[k][0][row].conj().T @ g3).reshape(gU.shape)
-                else:
-                    _, _, inv, phase_inv = self.mono[id(op[1])]
-                    gU = gU[inv]
-                    if phase_inv is not None:
-                        gU *= phase_inv.conj()[:, None]
-            if to_psi:
-                gpsiT = gU.real if real else gU
-            env = None
-            if fold is not None:  # dL/du_i: the cotangent contracted with the other factors
-                env = _np_prod_env(gpsiT, fold[1].conj()).conj()  # (n, 2, B): for conj(gpsiT), by
-                # conjugating the small factors instead of the state-sized cotangent
-            if need_w:
-                gsh = np.zeros(len(self.sh_idx), dtype=self.rdtype)
-                for k, (_, dK2) in mats.items():
-                    nb = dK2.shape[1]
-                    gk = np.stack(gK[k]).reshape(nb, -1, 1).conj()
-                    # (nb, npar * k, GG) @ (nb, GG, 1): Re sum conj(gK) dK / 2 per angle
-                    gA = 0.5 * (dK2.transpose(1, 0, 2) @ gk)[..., 0].real  # (nb, npar * k), p-major
-                    gsh[self.idx[k]] = gA.reshape(nb, fz.npar, k).transpose(0, 2, 1).reshape(-1)
-                if env is not None:  # the folded gates: dL/da = Re sum env_i (dR_i/da) v_i
-                    Rw = fold[0]
-                    Wv = np.einsum("ixb,icb->ixc", env, dpsi[0])  # (n, 2, 2)
-                    gang = 0.5 * np.einsum("ixc,ixcp->ip", Wv, Rw[..., 1:]).real  # (n, npar)
-                    for _, k, row, start in fz.seq[:fz.n_pre]:
-                        rows = self.idx[k].reshape(-1, k, fz.npar)[row]  # (k, npar) table rows
-                        gsh[rows.reshape(-1)] = gang[start:start + k].reshape(-1)
-                gsrc = np.bincount(self.sh_idx, weights=gsh * self.sh_scale, minlength=n_src).astype(self.rdtype)
-                gw = gsrc[:self.n_weights]
-        if dpsi is not None:
-            if need_x:
-                idx, scale, _, _ = self.ry
-                if fold is None:
-                    gt = _np_prod_grad(gpsiT, *dpsi)  # (n, B): dL/dt_i
-                else:  # du_i/dt_i = R_i v_i'
-                    gt = np.einsum("ixb,ixb->ib", env, fold[0][..., 0] @ dpsi[1]).real
-                gx = np.zeros(xshape, dtype=self.rdtype)
-                np.add.at(gx, (slice(None), idx), (gt * scale[:, None]).T)
-            gpsiT = None
-        return gx, gw, None if gpsiT is None else gpsiT.T
-
-
-_BLAS = []  # [threadpoolctl controller of numpy's BLAS, or None], looked up on first use
-
-
-def _blas_threads(N: int, size: int):
-    """A context for numpy's BLAS calls on ``N`` amplitudes x ``size`` elements: on
-    ``torch.get_num_threads()`` threads for products large enough to be worth threading,
-    else on one thread (OpenBLAS's idle workers spin after a threaded call and starve torch's
-    own threads on a small machine: the digits demo ran 3x slower).  A no-op below 64
-    amplitudes (products too small for OpenBLAS to thread) or without threadpoolctl."""
-    if N < 64:
-        return contextlib.nullcontext()
-    if not _BLAS:
-        try:
-            import threadpoolctl
-
-            _BLAS.append(threadpoolctl.ThreadpoolController().select(user_api="blas"))
-        except Exception:  # pragma: no cover - threadpoolctl missing
-            _BLAS.append(None)
-    if _BLAS[0] is None:
-        return contextlib.nullcontext()
-    return _BLAS[0].limit(limits=torch.get_num_threads() if size >= 1 << 18 else 1)
-
-
-class _NumpyFusedFn(torch.autograd.Function):
-    """:class:`_FusedFn` computed by :class:`_NumpyFused` (CPU)."""
-
-    @staticmethod
-    def forward(ctx, small, x, w, psi0):
-        k = small.np_fused
-        with _blas_threads(k.N, k.N * x.shape[0]):
-            out, st = k.forward(x.detach().numpy(), w.detach().numpy(),
-                                None if psi0 is None else psi0.detach().numpy())
-        ctx.k, ctx.st, ctx.size = k, st, (k.N, k.N * x.shape[0])
-        return torch.from_numpy(out)
-
-    @staticmethod
-    def backward(ctx, G):
-        need_x, need_w, need_psi = ctx.needs_input_grad[1:4]
-        with _blas_threads(*ctx.size):
-            gx, gw, gpsi0 = ctx.k.backward(G.detach().contiguous().numpy(), ctx.st, need_x, need_w, need_psi)
-        t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-        return None, t(gx) if need_x else None, t(gw) if need_w else None, t(gpsi0) if need_psi else None
-
-
 def _readout_fwd(psi0, U, S):
     B, N = psi0.shape
     if not psi0.is_complex():
@@ -680,25 +366,46 @@ class SmallRunner:
             return psi
         return runner.init_state(inputs, sh, ps, B).transpose(0, 1)
 
+    def _numpy(self) -> bool:
+        """Whether the closed-form variant runs in numpy here (CPU), building its tables."""
+        if self.fused is None or self.runner.device.type != "cpu" or not self.use_numpy:
+            return False
+        if self.np_fused is None:
+            self.np_fused = _NumpyFused(self)
+        return True
+
     def run(self, inputs, weights, B):
         """``(B, n_outputs)`` for real ``inputs (B, n_inputs)`` and ``weights``."""
         runner = self.runner
-        fn = _FusedFn
-        if self.fused is not None and runner.device.type == "cpu" and self.use_numpy:
-            if self.np_fused is None:
-                self.np_fused = _NumpyFused(self)
-            fn = _NumpyFusedFn
+        if self._numpy():
+            fn = lambda *a: _NumpyFusedFn.apply(self, False, *a)  # noqa: E731
+        else:
+            fn = lambda *a: _FusedFn.apply(self, *a)  # noqa: E731
         if self.fused is not None and self.ry_map is not None:
-            return fn.apply(self, inputs, weights, None)
+            return fn(inputs, weights, None)
         if self.fused is not None and runner.plan.init in ("amplitude", "zero"):
-            return fn.apply(self, inputs, weights, self.init_state(inputs, None, None, B))
+            return fn(inputs, weights, self.init_state(inputs, None, None, B))
         sh, ps = runner.angles(inputs, weights)
         psi0 = self.init_state(inputs, sh, ps, B)
         if self.fused is not None:
-            return fn.apply(self, inputs, weights, psi0)
+            return fn(inputs, weights, psi0)
         if self.ops:
             mats = runner.op_matrices(self.ops, sh, ps, B)
             U = self.plan_fn.apply(runner, True, self.eye, *mats)
         else:
             U = self.eye
         return _FusedReadout.apply(psi0, U, self.S)
+
+    def can_run_many(self) -> bool:
+        """Whether :meth:`run_many` runs here: the numpy U variant with an initial state it
+        builds itself (RY product, amplitude embedding or zero state)."""
+        return self._numpy() and (self.ry_map is not None or self.runner.plan.init in ("amplitude", "zero"))
+
+    def run_many(self, inputs, weights):
+        """``G`` copies at once: ``inputs (G, B, n_inputs)``, ``weights (G, n_weights)`` ->
+        ``(G, B, n_outputs)`` (only where :meth:`can_run_many`)."""
+        G, B = inputs.shape[:2]
+        psi0 = None
+        if self.ry_map is None:
+            psi0 = self.init_state(inputs.reshape(G * B, -1), None, None, G * B).reshape(G, B, self.N)
+        return _NumpyFusedFn.apply(self, True, inputs, weights, psi0)

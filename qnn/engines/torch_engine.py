@@ -130,6 +130,9 @@ def _real_of(cdtype: torch.dtype) -> torch.dtype:
     return torch.float64 if cdtype == torch.complex128 else torch.float32
 
 
+#: a run whose paths need less than this is not re-checked against the available memory when
+#: it repeats (TorchEngine._resolve)
+_QUICK_BYTES = 32 * 2**20
 _CPU_AVAILABLE: list = [-1.0, 0]  # (time.monotonic() of the reading, bytes)
 
 
@@ -1110,6 +1113,7 @@ class TorchEngine(Engine):
         self._runners: dict = {}
         self._fused_ok: dict = {}  # id(plan) -> (plan, the small path's fused variant applies)
         self._estimates: dict = {}  # (id(plan), batch, mode, dtype) -> (plan, bytes)
+        self._resolved: dict = {}  # run's checked (plan, mode, runner) per call signature (_resolve)
         self.last_mode: str | None = None
 
     def __repr__(self) -> str:
@@ -1413,14 +1417,19 @@ class TorchEngine(Engine):
         return (device, cdtype, rdtype, inputs.shape[0], inputs.to(device=device, dtype=rdtype),
                 weights.to(device=device, dtype=rdtype))
 
-    def run(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Run ``circuit``: ``inputs (B, n_inputs)``, ``weights (n_weights,)`` -> ``(B, n_outputs)``."""
-        validate_run_args("TorchEngine", circuit, inputs, weights)
-        out_device, out_dtype = inputs.device, inputs.dtype
-        device, cdtype, rdtype, B, x, w = self._prepare(inputs, weights)
-        if B == 0:
-            out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
-            return out.to(device=out_device, dtype=out_dtype)
+    def _resolve(self, circuit: Circuit, B: int, device, cdtype):
+        """``(plan, mode, runner)`` for a run, after the checks that must come before anything
+        of size ``2**n`` is allocated.  Repeated calls with the same circuit, batch, device,
+        dtype and settings whose paths need little memory (< ``_QUICK_BYTES``) reuse the
+        answer: at a few qubits the checks cost as much as the run."""
+        key = (id(circuit), self._fingerprint(circuit), B, str(device), cdtype, self.mode, self.max_memory_bytes,
+               self.small_max_qubits, self.small_state_max_qubits, self.mps_min_qubits, self.mps_max_bond,
+               self.unitary_max_qubits, self.autograd_max_bytes, self.block_size)
+        hit = self._resolved.get(key)
+        if hit is not None and hit[0] is circuit:
+            cached = self._plans.get(id(circuit))
+            if cached is not None and cached[2] is hit[1] and self._runners.get(hit[4]) is hit[3]:
+                return hit[1], hit[2], hit[3]
         # the forced path (auto: its fallback, adjoint, unless it chose the MPS path, which has
         # nothing of size 2**n) must fit before anything of size 2**n is allocated (the
         # estimate compiles a plan without arrays and caches nothing)
@@ -1443,8 +1452,23 @@ class TorchEngine(Engine):
             raise ValueError(f"TorchEngine: mode 'mps' cannot run this circuit: it has {_mps_why_not(circuit)}")
         if mode != first:
             self.check_memory(circuit, B, mode, device, cdtype)
-        self.last_mode = mode
         runner = self._runner(plan, device, cdtype)
+        if max(self.estimate_bytes(circuit, B, m, cdtype) for m in {first, mode}) < _QUICK_BYTES:
+            if len(self._resolved) >= 256:
+                self._resolved.clear()
+            self._resolved[key] = (circuit, plan, mode, runner, (id(plan), str(device), cdtype))
+        return plan, mode, runner
+
+    def run(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Run ``circuit``: ``inputs (B, n_inputs)``, ``weights (n_weights,)`` -> ``(B, n_outputs)``."""
+        validate_run_args("TorchEngine", circuit, inputs, weights)
+        out_device, out_dtype = inputs.device, inputs.dtype
+        device, cdtype, rdtype, B, x, w = self._prepare(inputs, weights)
+        if B == 0:
+            out = x.new_zeros((0, circuit.n_outputs)) + 0.0 * w.sum()
+            return out.to(device=out_device, dtype=out_dtype)
+        plan, mode, runner = self._resolve(circuit, B, device, cdtype)
+        self.last_mode = mode
         if mode == "mps":
             if runner.mps is None:
                 runner.mps = MPSRunner(plan.mps, device, cdtype, rdtype, _mats_1q)

@@ -257,3 +257,57 @@ def test_state_variant_with_folded_first_layer_matches_gates_path(n):
         res.append((out.detach(), gx, gw))
     for a, b in zip(*res):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_kron_envs_against_explicit_derivatives():
+    """The U variant's factor environments: sum conj(gK) dK/dF_i[a, b] with the derivative
+    Kronecker products built explicitly (np.kron), k = 1..5."""
+    from qnn.engines._small_numpy import _kron2, _kron_envs
+
+    rng = np.random.default_rng(3)
+    for k in range(1, 6):
+        z = 2
+        F = rng.normal(size=(z, k, 2, 2)) + 1j * rng.normal(size=(z, k, 2, 2))
+        T = rng.normal(size=(z, 2**k, 2**k)) + 1j * rng.normal(size=(z, 2**k, 2**k))
+        pref = [F[:, 0]]
+        for i in range(1, k):
+            pref.append(_kron2(pref[-1], F[:, i]))
+        for b in range(z):
+            K = F[b, 0]
+            for i in range(1, k):
+                K = np.kron(K, F[b, i])
+            np.testing.assert_allclose(pref[-1][b], K, atol=1e-12)
+        E = _kron_envs(T, F, pref)
+        for b in range(z):
+            for i in range(k):
+                for a in range(2):
+                    for c in range(2):
+                        unit = np.zeros((2, 2))
+                        unit[a, c] = 1
+                        D = np.ones((1, 1))
+                        for j in range(k):
+                            D = np.kron(D, unit if j == i else F[b, j])
+                        np.testing.assert_allclose(E[b, i, a, c], (T[b] * D).sum(), atol=1e-10)
+
+
+def test_input_gradient_in_chunks():
+    """The U variant builds the RY states' derivatives a few wires at a time under GATHER_MAX:
+    one wire per chunk gives the same input gradient."""
+    from qnn.engines._small_numpy import _NumpyFused
+
+    c = _sel(5, layers=2)
+    X, W = _data(c, 64, 0, torch.float64)
+    res = []
+    for cap in (_NumpyFused.GATHER_MAX, 1):
+        old = _NumpyFused.GATHER_MAX
+        _NumpyFused.GATHER_MAX = cap
+        try:
+            x = X.clone().requires_grad_()
+            out = TorchEngine(mode="small").run(c, x, W)
+            res.append(torch.autograd.grad(out.pow(2).sum(), x)[0])
+        finally:
+            _NumpyFused.GATHER_MAX = old
+    torch.testing.assert_close(res[0], res[1], atol=1e-12, rtol=0)
+    x = X.clone().requires_grad_()
+    ref = torch.autograd.grad(TorchEngine(mode="gates").run(c, x, W).pow(2).sum(), x)[0]
+    torch.testing.assert_close(res[0], ref, atol=1e-10, rtol=0)
