@@ -525,6 +525,14 @@ class Circuit:
     def n_outputs(self) -> int:
         return sum(m.n_outputs for m in self.measurements)
 
+    def structure_key(self) -> tuple:
+        """A hashable description of everything that fixes the circuit's structure and
+        constants (its gates, state preparation, measurements and sizes; not the names of its
+        weight blocks): two circuits with equal keys compute the same function of their
+        inputs and weights."""
+        return (self.n_qubits, tuple(self.gates), self.state_prep, tuple(self.measurements),
+                self.n_inputs, self.n_weights)
+
     @property
     def depth(self) -> int:
         """Circuit depth: the number of time steps when every gate starts as soon as all its

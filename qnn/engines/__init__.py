@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import torch
+
 from qnn.engines._contract import Capabilities, check_seed, check_shots, plain_config
 
 __all__ = ["Engine", "Capabilities", "get_engine", "engine_from_config", "ENGINE_NAMES"]
@@ -41,6 +43,16 @@ class Engine:
 
     def run(self, circuit, inputs, weights):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def run_many(self, circuit, inputs, weights):
+        """Copies of one circuit, each with its own inputs and weights (as KACQ-DCNN's three
+        circuits): ``inputs (copies, B, n_inputs)``, ``weights (copies, n_weights)`` ->
+        ``(copies, B, n_outputs)``; copy ``g`` is ``run(circuit, inputs[g], weights[g])``.
+        This runs them one by one; an engine overrides it where it can run them together."""
+        from qnn.engines._convert import validate_many_args
+
+        validate_many_args(type(self).__name__, circuit, inputs, weights)
+        return torch.stack([self.run(circuit, inputs[g], weights[g]) for g in range(inputs.shape[0])])
 
     # ------------------------------------------------------------------ contract
     def _options(self) -> dict:

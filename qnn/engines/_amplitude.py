@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["scaled_features", "normalised", "amplitude_states", "shifted_states", "input_grad"]
+__all__ = ["scaled_features", "normalised", "amplitude_states", "amplitude_states_np", "amplitude_grad_np",
+           "shifted_states", "input_grad"]
 
 
 def scaled_features(owner: str, state_prep, n_qubits: int, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +62,39 @@ def amplitude_states(owner: str, state_prep, n_qubits: int, inputs: torch.Tensor
     """The normalised states ``(B, 2**n_qubits)`` (qnn basis order) that ``state_prep``
     prepares from ``inputs``, in the inputs' dtype and differentiable."""
     return normalised(scaled_features(owner, state_prep, n_qubits, inputs)[0])
+
+
+def amplitude_states_np(owner: str, state_prep, n_qubits: int, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy twin of :func:`amplitude_states` for ``inputs (B, n_inputs)`` or ``(G, B, n_inputs)``
+    (``G`` copies): ``(states (..., 2**n_qubits), norms (..., 1))``, ``norms`` the L2 norms of
+    the padded features (for :func:`amplitude_grad_np`).  Same padding, scaling and all-zero
+    refusal (naming the sample, and its copy when there are several)."""
+    sp = state_prep
+    dim = 2**n_qubits
+    feats = inputs[..., sp.start: sp.start + sp.n_features]
+    if sp.n_features < dim:
+        feats = np.concatenate([feats, np.full(feats.shape[:-1] + (dim - sp.n_features,), sp.pad, feats.dtype)], -1)
+    m = np.abs(feats).max(-1, keepdims=True) if feats.shape[-2] else np.ones(feats.shape[:-1] + (1,), feats.dtype)
+    if not m.all():
+        bad = np.argwhere(m[..., 0] == 0)
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        where = f"sample {bad[0][-1]}" + (f" of copy {bad[0][0]}" if inputs.ndim == 3 and inputs.shape[0] > 1 else "")
+        raise ValueError(
+            f"{owner}: amplitude embedding of {where}{more} is the all-zero vector "
+            f"(after padding with {sp.pad}); it cannot be normalised")
+    u = feats / m
+    nu = np.sqrt(np.einsum("...i,...i->...", u, u))[..., None]
+    return u / nu, nu * m
+
+
+def amplitude_grad_np(state_prep, n_inputs: int, states: np.ndarray, norms: np.ndarray, grad_states: np.ndarray):
+    """``dL/dinputs (..., n_inputs)`` from the states' cotangent ``grad_states`` (real, shaped as
+    ``states``): ``d psi / d v = (1 - psi psi^T) / |v|`` for the padded features ``v``."""
+    sp = state_prep
+    gv = (grad_states - states * np.einsum("...i,...i->...", states, grad_states)[..., None]) / norms
+    gx = np.zeros(states.shape[:-1] + (n_inputs,), dtype=states.dtype)
+    gx[..., sp.start: sp.start + sp.n_features] = gv[..., :sp.n_features]
+    return gx
 
 
 def shifted_states(u: np.ndarray, n_features: int):

@@ -43,6 +43,7 @@ from qnn.interop import pennylane_op as interop_pennylane_op
 
 __all__ = [
     "validate_run_args",
+    "validate_many_args",
     "OccurrencePlan",
     "occurrence_plan",
     "occurrence_angles",
@@ -86,17 +87,33 @@ def _all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
 
 
-def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: bool = True) -> None:
-    """Check the engine contract: ``inputs (B, n_inputs)``, ``weights (n_weights,)``, real
-    floating tensors with finite values.  Raises TypeError / ValueError naming what was
-    expected and what was given."""
+def _check_circuit(owner: str, circuit) -> None:
     if not isinstance(circuit, Circuit):
         raise TypeError(f"{owner}: circuit must be a qnn.Circuit; got {type(circuit).__name__}")
+
+
+def _check_tensors(owner: str, inputs, weights) -> None:
     for name, t in (("inputs", inputs), ("weights", weights)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{owner}: {name} must be a torch.Tensor; got {type(t).__name__}")
         if t.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"{owner}: {name} must be a float32 or float64 tensor; got {t.dtype}")
+
+
+def _check_finite(owner: str, circuit, inputs, weights, need_measurements: bool) -> None:
+    for name, t in (("inputs", inputs), ("weights", weights)):
+        if not _all_finite(t):
+            raise ValueError(f"{owner}: {name} contain NaN or inf")
+    if need_measurements and not circuit.measurements:
+        raise ValueError(f"{owner}: the circuit has no measurements (use measure_z / measure_pauli / measure_probs)")
+
+
+def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: bool = True) -> None:
+    """Check the engine contract: ``inputs (B, n_inputs)``, ``weights (n_weights,)``, real
+    floating tensors with finite values.  Raises TypeError / ValueError naming what was
+    expected and what was given."""
+    _check_circuit(owner, circuit)
+    _check_tensors(owner, inputs, weights)
     if inputs.dim() != 2 or inputs.shape[1] != circuit.n_inputs:
         raise ValueError(
             f"{owner}: inputs must have shape (batch, n_inputs={circuit.n_inputs}); "
@@ -106,17 +123,33 @@ def validate_run_args(owner: str, circuit, inputs, weights, need_measurements: b
         raise ValueError(
             f"{owner}: weights must have shape (n_weights={circuit.n_weights},); got {tuple(weights.shape)}"
         )
-    for name, t in (("inputs", inputs), ("weights", weights)):
-        if not _all_finite(t):
-            raise ValueError(f"{owner}: {name} contain NaN or inf")
-    if need_measurements and not circuit.measurements:
-        raise ValueError(f"{owner}: the circuit has no measurements (use measure_z / measure_pauli / measure_probs)")
+    _check_finite(owner, circuit, inputs, weights, need_measurements)
+
+
+def validate_many_args(owner: str, circuit, inputs, weights) -> None:
+    """Check :meth:`Engine.run_many`'s contract: ``inputs (copies, batch, n_inputs)`` and
+    ``weights (copies, n_weights)``, real floating tensors with finite values and the same
+    number (>= 1) of copies."""
+    _check_circuit(owner, circuit)
+    _check_tensors(f"{owner}.run_many", inputs, weights)
+    if inputs.dim() != 3 or inputs.shape[2] != circuit.n_inputs:
+        raise ValueError(f"{owner}.run_many: inputs must have shape (copies, batch, n_inputs={circuit.n_inputs}); "
+                         f"got {tuple(inputs.shape)}")
+    if weights.dim() != 2 or weights.shape[1] != circuit.n_weights:
+        raise ValueError(f"{owner}.run_many: weights must have shape (copies, n_weights={circuit.n_weights}); "
+                         f"got {tuple(weights.shape)}")
+    if inputs.shape[0] != weights.shape[0]:
+        raise ValueError(f"{owner}.run_many: inputs and weights must have the same number of copies; got "
+                         f"{inputs.shape[0]} (inputs {tuple(inputs.shape)}) and {weights.shape[0]} "
+                         f"(weights {tuple(weights.shape)})")
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{owner}.run_many: at least one copy is needed; got inputs {tuple(inputs.shape)}")
+    _check_finite(owner, circuit, inputs, weights, True)
 
 
 def circuit_key(circuit: Circuit) -> tuple:
     """A hashable description of everything that fixes a circuit's structure and constants."""
-    return (circuit.n_qubits, tuple(circuit.gates), circuit.state_prep, tuple(circuit.measurements),
-            circuit.n_inputs, circuit.n_weights)
+    return circuit.structure_key()
 
 
 # ---------------------------------------------------------------------------- occurrences

@@ -27,6 +27,8 @@ import contextlib
 import numpy as np
 import torch
 
+from qnn.engines._amplitude import amplitude_grad_np, amplitude_states_np
+
 def _np_rot(name: str, A: np.ndarray, cdtype) -> np.ndarray:
     """numpy twin of the torch engine's rotation matrices, batch last:
     ``A (npar, ...)`` -> ``(2, 2, ...)``."""
@@ -177,6 +179,9 @@ class _NumpyFused:
         for op in fz.seq:
             if op[0] == "mono":
                 self.mono[id(op[1])] = tuple(None if a is None else c(a) for a in runner.mono(op[1]))
+        plan = runner.plan
+        # the amplitude embedding's normalisation in numpy too (U variant)
+        self.amp = (plan.state_prep, plan.n, plan.table.n_inputs) if plan.init == "amplitude" else None
         self.ry = None
         if small.ry_map is not None:
             idx, scale = small.ry_map
@@ -201,8 +206,8 @@ class _NumpyFused:
 
     # ------------------------------------------------------------------ U variant
     def forward_u(self, x, w, psi0):
-        """``x (G, B, d)``, ``w (G, P)``, ``psi0 (G, B, N)`` or None (the RY product state,
-        built here) -> ``out (G, B, K)`` and what the backward needs."""
+        """``x (G, B, d)``, ``w (G, P)``, ``psi0 (G, B, N)`` or None (the RY product state or
+        the amplitude embedding, built here) -> ``out (G, B, K)`` and what the backward needs."""
         fz = self.fz
         N = self.N
         G = w.shape[0]
@@ -221,8 +226,13 @@ class _NumpyFused:
             for i in range(1, k):
                 P.append(_kron2(P[-1], F[:, i]))
             pref[k] = P
-        V = None
-        if psi0 is None:  # the RY product state, wire 0 most significant
+        V = amp = None
+        if psi0 is None and self.amp is not None:
+            sp, n, _ = self.amp
+            psi0, norms = amplitude_states_np("TorchEngine", sp, n, x)
+            amp = (psi0, norms)
+            psiT = psi0.transpose(0, 2, 1)
+        elif psi0 is None:  # the RY product state, wire 0 most significant
             idx, scale, off, _ = self.ry
             h = ((x[:, :, idx] * scale + off) * 0.5).transpose(0, 2, 1)  # (G, n, B)
             V = np.empty(h.shape[:2] + (2,) + h.shape[2:], dtype=h.dtype)  # (G, n, 2, B)
@@ -244,7 +254,7 @@ class _NumpyFused:
             ph = U @ psiT
             p = np.square(ph.real) + np.square(ph.imag)
         out = (self.ST @ p).transpose(0, 2, 1)  # (G, B, K)
-        return out, (psiT, V, R0, Rd, pref, saved, M, ph)
+        return out, (psiT, V, amp, R0, Rd, pref, saved, M, ph)
 
     def _u_blocks(self, G, pref):
         """``U (G, N, N)``: the blocks and permutations applied to the identity, and each
@@ -272,11 +282,11 @@ class _NumpyFused:
         not needed)."""
         fz = self.fz
         N = self.N
-        psiT, V, R0, Rd, pref, saved, M, ph = st
+        psiT, V, amp, R0, Rd, pref, saved, M, ph = st
         G = M.shape[0]
         gp2 = (self.S @ Gout.transpose(0, 2, 1)) * 2  # (G, N, B)
         real = not np.iscomplexobj(psiT)
-        want_psi = need_psi or (V is not None and need_x)
+        want_psi = need_psi or ((V is not None or amp is not None) and need_x)
         gpsiT = gU = gx = gw = None
         if real:
             D = ph * np.concatenate([gp2, gp2], 1)  # dL/d(Re phi; Im phi), (G, 2N, B)
@@ -317,6 +327,10 @@ class _NumpyFused:
                 gA = np.einsum("zkab,abpzk->zkp", E, Rd[k]).real  # (z, k, npar)
                 gsh[:, idx] = 0.5 * gA.reshape(G, -1)
             gw = (gsh @ self.sh_scatter)[:, :self.n_weights]
+        if amp is not None:
+            if need_x:
+                gx = amplitude_grad_np(self.amp[0], self.amp[2], amp[0], amp[1], gpsiT.transpose(0, 2, 1))
+            gpsiT = None
         if V is not None:
             if need_x:
                 # dL/dt_i = sum_x gpsi[x] (d psi / d t_i)[x], the derivative states built for

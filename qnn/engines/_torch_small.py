@@ -377,13 +377,16 @@ class SmallRunner:
     def run(self, inputs, weights, B):
         """``(B, n_outputs)`` for real ``inputs (B, n_inputs)`` and ``weights``."""
         runner = self.runner
-        if self._numpy():
+        numpy = self._numpy()
+        if numpy:
             fn = lambda *a: _NumpyFusedFn.apply(self, False, *a)  # noqa: E731
         else:
             fn = lambda *a: _FusedFn.apply(self, *a)  # noqa: E731
         if self.fused is not None and self.ry_map is not None:
             return fn(inputs, weights, None)
         if self.fused is not None and runner.plan.init in ("amplitude", "zero"):
+            if runner.plan.init == "amplitude" and numpy and not self.np_fused.use_states(B):
+                return fn(inputs, weights, None)  # the numpy U variant embeds the inputs itself
             return fn(inputs, weights, self.init_state(inputs, None, None, B))
         sh, ps = runner.angles(inputs, weights)
         psi0 = self.init_state(inputs, sh, ps, B)
@@ -397,15 +400,19 @@ class SmallRunner:
         return _FusedReadout.apply(psi0, U, self.S)
 
     def can_run_many(self) -> bool:
-        """Whether :meth:`run_many` runs here: the numpy U variant with an initial state it
-        builds itself (RY product, amplitude embedding or zero state)."""
-        return self._numpy() and (self.ry_map is not None or self.runner.plan.init in ("amplitude", "zero"))
+        """Whether :meth:`run_many` runs here: the closed-form variant in numpy (CPU)."""
+        return self._numpy()
 
     def run_many(self, inputs, weights):
-        """``G`` copies at once: ``inputs (G, B, n_inputs)``, ``weights (G, n_weights)`` ->
-        ``(G, B, n_outputs)`` (only where :meth:`can_run_many`)."""
+        """``G`` copies at once in the numpy U variant: ``inputs (G, B, n_inputs)``, ``weights
+        (G, n_weights)`` -> ``(G, B, n_outputs)`` (only where :meth:`can_run_many`)."""
         G, B = inputs.shape[:2]
         psi0 = None
-        if self.ry_map is None:
+        if self.ry_map is not None or self.runner.plan.init == "amplitude":
+            pass  # the RY product state or the amplitude embedding is built in numpy
+        elif self.runner.plan.init == "zero":
             psi0 = self.init_state(inputs.reshape(G * B, -1), None, None, G * B).reshape(G, B, self.N)
+        else:  # a product state of other gates: torch ops per copy
+            psi0 = torch.stack([self.init_state(inputs[g], *self.runner.angles(inputs[g], weights[g]), B)
+                                for g in range(G)])
         return _NumpyFusedFn.apply(self, True, inputs, weights, psi0)

@@ -81,7 +81,7 @@ import torch
 from qnn.circuit import Circuit
 from qnn.engines import Engine
 from qnn.engines._amplitude import amplitude_states
-from qnn.engines._convert import validate_run_args
+from qnn.engines._convert import validate_many_args, validate_run_args
 from qnn.engines._mps import MPSProgram, MPSRunner, why_not as _mps_why_not
 from qnn.engines._torch_small import SmallRunner
 from qnn.engines._workspace import Workspace
@@ -1510,6 +1510,29 @@ class TorchEngine(Engine):
                 raise ValueError(mode)
         out = runner.measure(psi, fold=mode != "gates" and runner.fold)
         return out.to(device=out_device, dtype=out_dtype)
+
+    def run_many(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Copies of ``circuit`` with their own inputs and weights: ``inputs (copies, B,
+        n_inputs)``, ``weights (copies, n_weights)`` -> ``(copies, B, n_outputs)``, copy ``g``
+        equal to ``run(circuit, inputs[g], weights[g])``.  Where the path for one copy is the
+        small path's numpy U variant (CPU, a few qubits, ``2**n < B``), all copies run in its
+        calls at once (KACQ-DCNN's three 4-qubit circuits: one call instead of three); else
+        one :meth:`run` per copy."""
+        validate_many_args("TorchEngine", circuit, inputs, weights)
+        G, B = inputs.shape[:2]
+        out_device, out_dtype = inputs.device, inputs.dtype
+        device, cdtype, rdtype, _, x, w = self._prepare(inputs, weights)
+        if B > 0:
+            plan, mode, runner = self._resolve(circuit, B, device, cdtype)
+            if mode == "small":
+                small = runner.small
+                if small is None:
+                    small = runner.small = self._small_runner(runner)
+                if small.can_run_many() and not small.np_fused.use_states(B):
+                    self.check_memory(circuit, G * B, "small", device, cdtype)
+                    self.last_mode = mode
+                    return small.run_many(x, w).to(device=out_device, dtype=out_dtype)
+        return torch.stack([self.run(circuit, inputs[g], weights[g]) for g in range(G)])
 
     def state(self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The final state vectors ``(B, 2**n)`` (complex, qnn basis order: wire 0 most

@@ -1,6 +1,7 @@
 """Quantum layers that follow ``torch.nn`` conventions.
 
-* :class:`QuantumLayer` wraps any :class:`qnn.Circuit`;
+* :class:`QuantumLayer` wraps any :class:`qnn.Circuit`; :func:`forward_many` runs several of
+  one circuit structure (own weights, own inputs) in one engine call;
 * :class:`QuantumLinear` builds an embedding + ansatz + readout circuit and is a drop-in
   replacement for :class:`torch.nn.Linear` (``QuantumLinear.from_linear``);
 * :class:`QuanvConv2d` applies one such circuit to every patch, a drop-in replacement for
@@ -18,9 +19,9 @@ hardware form: ``FlippedQuanv3x3.pauli_expectations``).
 
 from qnn.layers._flipped import FlippedQuanv3x3
 from qnn.pauli import pauli_sum
-from qnn.layers._quantum import DEFAULT_QUBIT_BUDGET, QuantumLayer, QuantumLinear, auto_config, z_words
+from qnn.layers._quantum import DEFAULT_QUBIT_BUDGET, QuantumLayer, QuantumLinear, auto_config, forward_many, z_words
 from qnn.layers._quanv import QuanvConv2d
 from qnn.layers._reupload import DataReUploadingLinear
 
 __all__ = ["DEFAULT_QUBIT_BUDGET", "DataReUploadingLinear", "FlippedQuanv3x3", "QuantumLayer", "QuantumLinear",
-           "QuanvConv2d", "auto_config", "pauli_sum", "z_words"]
+           "QuanvConv2d", "auto_config", "forward_many", "pauli_sum", "z_words"]

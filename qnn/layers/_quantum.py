@@ -18,7 +18,7 @@ from qnn.circuit import ANSATZE, Circuit, amplitude_embedding, angle_embedding
 from qnn.engines import Engine, get_engine
 from qnn.layers._common import from_classical, pos_int
 
-__all__ = ["QuantumLayer", "QuantumLinear", "DEFAULT_QUBIT_BUDGET", "auto_config", "z_words"]
+__all__ = ["QuantumLayer", "QuantumLinear", "DEFAULT_QUBIT_BUDGET", "auto_config", "forward_many", "z_words"]
 
 _INITS = ("uniform", "normal", "zeros")
 
@@ -146,6 +146,66 @@ class QuantumLayer(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_qubits={self.n_qubits}, n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, "
                 f"n_weights={self.weight.numel()}, engine={self._engine_name()}")
+
+
+def forward_many(layers, inputs) -> list[torch.Tensor]:
+    """Forward several :class:`QuantumLayer` s that share one circuit structure (and engine
+    settings), each with its own weights and input, in one engine call
+    (:meth:`qnn.engines.Engine.run_many`): KACQ-DCNN's three 4-qubit circuits.  Equal to
+    ``[layer(x) for layer, x in zip(layers, inputs)]`` in values and gradients.
+
+    Args:
+        layers: a non-empty sequence of :class:`QuantumLayer` whose circuits have equal
+            :meth:`qnn.Circuit.structure_key` and whose engines have equal ``config()``.
+        inputs: one tensor ``(*, n_inputs)`` per layer, all of one shape.
+
+    Returns:
+        One output ``(*, n_outputs)`` per layer, in the input's dtype and device.
+
+    Example:
+        >>> import torch, qnn
+        >>> from qnn.layers import forward_many
+        >>> def pqc():
+        ...     c = qnn.Circuit(2)
+        ...     _ = qnn.angle_embedding(c)
+        ...     _ = qnn.strongly_entangling_layers(c, 1)
+        ...     _ = c.measure_z()
+        ...     return qnn.QuantumLayer(c)
+        >>> layers = [pqc(), pqc()]
+        >>> [o.shape for o in forward_many(layers, [torch.rand(5, 2), torch.rand(5, 2)])]
+        [torch.Size([5, 2]), torch.Size([5, 2])]
+    """
+    layers, inputs = list(layers), list(inputs)
+    if not layers or not all(isinstance(m, QuantumLayer) for m in layers):
+        raise TypeError("forward_many: layers must be a non-empty sequence of QuantumLayer; got "
+                        f"{[type(m).__name__ for m in layers]}")
+    if len(inputs) != len(layers):
+        raise ValueError(f"forward_many: one input per layer is needed; got {len(inputs)} inputs for "
+                         f"{len(layers)} layers")
+    first = layers[0]
+    key, cfg = first.circuit.structure_key(), first.engine.config()
+    for i, m in enumerate(layers[1:], 1):
+        if m.circuit is not first.circuit and m.circuit.structure_key() != key:
+            raise ValueError(f"forward_many: every layer must have the same circuit structure; layer {i}'s "
+                             f"circuit differs from layer 0's")
+        if m.engine is not first.engine and m.engine.config() != cfg:
+            raise ValueError(f"forward_many: every layer must have the same engine settings; layer {i} has "
+                             f"{m.engine.config()}, layer 0 {cfg}")
+    for i, x in enumerate(inputs):
+        m = layers[i]
+        m._check_input(x)
+        if x.shape != inputs[0].shape:
+            raise ValueError(f"forward_many: every input must have the same shape; input {i} has "
+                             f"{tuple(x.shape)}, input 0 {tuple(inputs[0].shape)}")
+    lead = inputs[0].shape[:-1]
+    B = math.prod(lead)
+    if B == 0:
+        return [m(x) for m, x in zip(layers, inputs)]
+    X = torch.stack([x.reshape(B, first.n_inputs) for x in inputs])
+    W = torch.stack([m.weight for m in layers])
+    out = first.engine.run_many(first.circuit, X, W)
+    x0 = inputs[0]
+    return [o.to(device=x0.device, dtype=x0.dtype).reshape(*lead, first.n_outputs) for o in out.unbind(0)]
 
 
 #: Largest register a layer builds unless told otherwise (``qubit_budget``): 2**20 amplitudes

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 import torch.nn.functional as F
 
 from qnn.kan import KANLinear
+from qnn.layers import forward_many
 
 __all__ = ["KerasLSTM", "KACQDCNN", "KACQClassifier", "make_pqc"]
 
@@ -357,7 +358,11 @@ class KACQDCNN(nn.Module):
         else:
             q = self.q_in(x)
         q = self.q_enc(self.q_pre(q))
-        outs = [circ(s) for circ, s in zip(self.circuits, q.split(self.per_circuit, dim=-1))]
+        parts = q.split(self.per_circuit, dim=-1)
+        if self.pqc == "quantum":  # the three circuits in one engine call
+            outs = forward_many(self.circuits, parts)
+        else:
+            outs = [circ(s) for circ, s in zip(self.circuits, parts)]
         return self.q_post(torch.cat(outs, dim=-1))
 
     def forward(self, x: Tensor) -> Tensor:
