@@ -30,10 +30,12 @@ weights:
 ``"small"``
     (:mod:`._torch_small`) for a few qubits, where per-operation overhead is the cost: the
     initial state in closed form, the shared gates fused into one ``2**n x 2**n`` unitary
-    whose blocks and angle derivatives come from one batched Kronecker product, and one
-    fused ``|U psi|^2`` readout with a hand-written backward (on CPU in numpy; there, once
-    ``2**n >= B``, the same fused ops run on the ``(2**n, B)`` states instead of on the
-    identity).  Needs the ``unitary`` path's structure and ``<Z>``-only readouts.
+    (one Kronecker product per block of rotations), and one fused ``|U psi|^2`` readout with
+    a hand-written backward (on CPU in numpy, :mod:`._small_numpy`: the angle gradients from
+    each block's cotangent contracted with its other factors; once ``2**n >= B`` the fused
+    ops run on the ``(2**n, B)`` states instead of on the identity).  Needs the ``unitary``
+    path's structure and ``<Z>``-only readouts.  :meth:`TorchEngine.run_many` runs copies
+    of one circuit (own weights, own inputs) in the same numpy calls.
 ``"mps"``
     (:mod:`._mps`) no state vector at all: the state as an exact matrix product state (one
     tensor per wire, bonds grown by each two-qubit gate's operator-Schmidt rank and never
@@ -1396,13 +1398,14 @@ class TorchEngine(Engine):
             hit = self._fused_ok[id(plan)] = (plan, small.fused is not None and small.ry_map is not None)
         return hit[1]
 
-    def check_memory(self, circuit: Circuit, batch: int, mode: str, device, cdtype) -> None:
-        need = self.estimate_bytes(circuit, batch, mode, cdtype)
+    def check_memory(self, circuit: Circuit, batch: int, mode: str, device, cdtype, copies: int = 1) -> None:
+        need = copies * self.estimate_bytes(circuit, batch, mode, cdtype)
         limit = self._limit(device)
         if need > limit:
             src = "max_memory_bytes" if self.max_memory_bytes is not None else f"available memory on {device}"
+            of = f"{copies} copies of " if copies > 1 else ""
             raise MemoryLimitError(
-                f"TorchEngine: simulating {circuit.n_qubits} qubits with batch {batch} on path "
+                f"TorchEngine: simulating {of}{circuit.n_qubits} qubits with batch {batch} on path "
                 f"{mode!r} needs about {need:,} bytes ({need / 2**30:.2f} GiB) but the limit "
                 f"({src}) is {limit:,} bytes ({limit / 2**30:.2f} GiB); use fewer qubits or a "
                 f"smaller batch")
@@ -1529,7 +1532,7 @@ class TorchEngine(Engine):
                 if small is None:
                     small = runner.small = self._small_runner(runner)
                 if small.can_run_many() and not small.np_fused.use_states(B):
-                    self.check_memory(circuit, G * B, "small", device, cdtype)
+                    self.check_memory(circuit, B, "small", device, cdtype, copies=G)
                     self.last_mode = mode
                     return small.run_many(x, w).to(device=out_device, dtype=out_dtype)
         return torch.stack([self.run(circuit, inputs[g], weights[g]) for g in range(G)])

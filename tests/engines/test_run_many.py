@@ -179,3 +179,15 @@ def test_kacq_quantum_channel_uses_one_call():
     outs = [circ(s) for circ, s in zip(m.circuits, q.split(m.per_circuit, dim=-1))]
     ref = m.head(torch.cat([m.classical_forward(x), m.q_post(torch.cat(outs, -1))], -1)).squeeze(-1)
     torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+
+
+def test_stacked_memory_is_checked_for_every_copy():
+    from qnn.engines.torch_engine import MemoryLimitError
+
+    c = _circuit(4, "Y", 2)
+    X, W = _data(c, 3, 64)
+    one = TorchEngine().estimate_bytes(c, 64, "small")
+    eng = TorchEngine(max_memory_bytes=2 * one)  # one copy fits, three do not
+    eng.run(c, X[0], W[0])
+    with pytest.raises(MemoryLimitError, match="simulating 3 copies of 4 qubits with batch 64 on path 'small'"):
+        eng.run_many(c, X, W)
