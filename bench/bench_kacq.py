@@ -58,6 +58,8 @@ def parts(model, threads):
     """Median fwd+bwd time of each part on one batch of 32."""
     import torch.nn.functional as F
 
+    from qnn.layers import forward_many
+
     x = torch.rand(32, model.n_features)
     y = torch.randint(0, 2, (32,)).float()
     res = {}
@@ -77,7 +79,9 @@ def parts(model, threads):
     q_in = torch.rand(32, model.n_features * 112, requires_grad=True)
     res["  KAN 1232->176 fwd+bwd"] = median_ms(lambda: model.q_pre(q_in).sum().backward())
     s = torch.rand(32, 16, requires_grad=True)
-    res["  3 circuits fwd+bwd"] = median_ms(lambda: sum(c(s).sum() for c in model.circuits).backward())
+    res["  3 circuits fwd+bwd, one call (forward_many, as the model runs them)"] = median_ms(
+        lambda: sum(o.sum() for o in forward_many(model.circuits, [s] * len(model.circuits))).backward())
+    res["  3 circuits fwd+bwd, one by one"] = median_ms(lambda: sum(c(s).sum() for c in model.circuits).backward())
     return res
 
 

@@ -60,34 +60,46 @@ def _np_rot(name: str, A: np.ndarray, cdtype) -> np.ndarray:
     return M
 
 
+class _RotTable:
+    """A rotation's matrix and its ``npar`` copies with one angle shifted by ``pi``, for many
+    angle sets in four numpy calls.  Every entry of ``RX``/``RY``/``RZ``/``Rot`` is a
+    trigonometric polynomial of its angles with frequencies ``+-1/2`` per angle (``Rot``'s
+    ``c e^{-i(phi+omega)/2}`` is ``(e^{i(-phi+theta-omega)/2} + e^{i(-phi-theta-omega)/2}) / 2``),
+    so with the ``2**npar`` sign patterns ``S``: ``entries = C exp(i S t)``.  ``C`` is fitted
+    once (least squares on random angles, residual checked) against :func:`_np_rot`, which
+    stays the definition.
+
+    ``table(A)``: ``A (npar, ...)`` -> ``(2, 2, 1 + npar, ...)``, as
+    ``_np_rot(name, A[:, None] + shift)`` with ``shift[p, 1 + p] = pi``."""
+
+    def __init__(self, name: str, npar: int, cdtype):
+        E = 1 + npar
+        m = 2**npar
+        S = 0.5 * (1 - 2 * ((np.arange(m)[:, None] >> np.arange(npar)[None]) & 1))  # (m, npar)
+        rng = np.random.default_rng(0)
+        T = rng.uniform(-7, 7, size=(npar, 4 * m))
+        shift = np.zeros((npar, E, 1))
+        shift[np.arange(npar), 1 + np.arange(npar)] = np.pi
+        R = _np_rot(name, T[:, None] + shift, np.complex128).reshape(4 * E, -1)  # (4E, samples)
+        Z = np.exp(1j * (S @ T))  # (m, samples)
+        C = np.linalg.lstsq(Z.T, R.T, rcond=None)[0].T  # (4E, m)
+        if np.abs(C @ Z - R).max() > 1e-10:  # pragma: no cover - a gate outside the family
+            raise ValueError(f"_RotTable: {name} is not a trigonometric polynomial of half angles")
+        self.rdtype = np.float64 if cdtype == np.complex128 else np.float32
+        self.S = S.astype(self.rdtype)
+        self.C = C.astype(cdtype)
+        self.E = E
+
+    def __call__(self, A: np.ndarray) -> np.ndarray:
+        Z = np.exp(1j * (self.S @ A.reshape(A.shape[0], -1)))
+        return (self.C @ Z).reshape((2, 2, self.E) + A.shape[1:])
+
+
 def _kron2(P: np.ndarray, R: np.ndarray) -> np.ndarray:
     """Batched Kronecker product ``P (z, p, p) x R (z, r, r)`` -> ``(z, p r, p r)`` (``P``'s
     wires more significant)."""
     z, p, r = P.shape[0], P.shape[1], R.shape[1]
     return (P[:, :, None, :, None] * R[:, None, :, None, :]).reshape(z, p * r, p * r)
-
-
-def _kron_envs(T: np.ndarray, F: np.ndarray, pref: list) -> np.ndarray:
-    """Environments of a Kronecker product's factors: ``E[z, i] = sum T[z] (x)_{j != i} F[z, j]``
-    over every index but factor ``i``'s row and column, for ``T (z, 2**k, 2**k)``, factors
-    ``F (z, k, 2, 2)`` and their prefix products ``pref[i] = F_0 x ... x F_i``; ``sum T dK =
-    sum_ab E_i[a, b] dF_i[a, b]`` for a change of factor ``i``.  Per factor: ``T`` contracted
-    with the product right of it (the suffixes, built here), then with the one left of it,
-    each as one batched matrix-vector product."""
-    z, k = F.shape[:2]
-    E = np.empty((z, k, 2, 2), dtype=T.dtype)
-    suf = None
-    for i in range(k - 1, -1, -1):
-        A, C = 2**i, 2 ** (k - 1 - i)
-        X = T
-        if suf is not None:  # (z, 2A, C, 2A, C) . (z, C, C) -> (z, 2A, 2A)
-            X = T.reshape(z, 2 * A, C, 2 * A, C).transpose(0, 1, 3, 2, 4).reshape(z, 4 * A * A, C * C) \
-                @ suf.reshape(z, C * C, 1)
-        if i:  # (z, A, 2, A, 2) . (z, A, A) -> (z, 2, 2)
-            X = X.reshape(z, A, 2, A, 2).transpose(0, 2, 4, 1, 3).reshape(z, 4, A * A) @ pref[i - 1].reshape(z, A * A, 1)
-            suf = F[:, i] if suf is None else _kron2(F[:, i], suf)
-        E[:, i] = X.reshape(z, 2, 2)
-    return E
 
 
 def _np_kron(F: np.ndarray) -> np.ndarray:
@@ -168,9 +180,7 @@ class _NumpyFused:
         np.add.at(self.sh_scatter, (np.arange(len(self.sh_idx)), self.sh_idx), self.sh_scale)
         self.idx = {k: c(v) for k, v in fz.idx.items()}
         self.sel = {k: c(v) for k, v in fz.sel.items()}
-        E = 1 + fz.npar
-        self.shift = c(fz.shift).reshape(E, fz.npar).T.reshape(fz.npar, E, 1, 1)
-        self.shift_u = self.shift.reshape(fz.npar, E, 1, 1, 1)
+        self.rot = _RotTable(fz.name, fz.npar, self.cdtype)  # the rotations and their shifted copies
         self.S = c(small.S)
         self.ST = np.ascontiguousarray(self.S.T)
         self.N = small.N
@@ -196,6 +206,21 @@ class _NumpyFused:
             self.flip = x[None] ^ m  # (n, N)
             self.flip_sign = np.where(x[None] & m, 0.5, -0.5).astype(self.rdtype)[:, :, None]  # (n, N, 1)
         self._eyes: dict = {}  # G -> the identity broadcast to (G, N, N)
+        # the U variant's backward takes the partial traces of every block's Gamma onto every
+        # wire a block acts on (_ptrace); where each block's wires sit among them
+        blocks = [op for op in fz.seq if op[0] == "block"]
+        wires = sorted({op[3] + j for op in blocks for j in range(op[1])})
+        self.block_wires = wires
+        self._pt = None
+        self.block_rho = {}  # k -> (block index, wire index) of each (row, j), for the gather
+        for k in fz.idx:
+            mine = [(b, op) for b, op in enumerate(blocks) if op[1] == k]
+            bi = np.zeros((len(mine), k), dtype=np.int64)
+            wi = np.zeros((len(mine), k), dtype=np.int64)
+            for b, (_, _, row, start) in mine:
+                bi[row] = b
+                wi[row] = [wires.index(start + j) for j in range(k)]
+            self.block_rho[k] = (bi, wi)
 
     #: most values of the input gradient's derivative states built at once (U variant)
     GATHER_MAX = 1 << 22
@@ -217,7 +242,7 @@ class _NumpyFused:
         for k, idx in self.idx.items():
             A = sh[:, idx].reshape(G, -1, k, fz.npar).transpose(3, 0, 1, 2)  # (npar, G, nb, k)
             nb = A.shape[2]
-            R = _np_rot(fz.name, A[:, None] + self.shift_u, self.cdtype)  # (2, 2, E, G, nb, k)
+            R = self.rot(A)  # (2, 2, E, G, nb, k)
             F = np.ascontiguousarray(R[:, :, 0].transpose(2, 3, 4, 0, 1)).reshape(G * nb, k, 2, 2)
             R0[k] = F
             Rd[k] = R[:, :, 1:].reshape(2, 2, fz.npar, G * nb, k)  # 2 dR / d(angle p)
@@ -258,7 +283,7 @@ class _NumpyFused:
 
     def _u_blocks(self, G, pref):
         """``U (G, N, N)``: the blocks and permutations applied to the identity, and each
-        block's input (for the backward)."""
+        block's output (for the backward)."""
         N = self.N
         U = self._eyes.get(G)
         if U is None:
@@ -267,15 +292,43 @@ class _NumpyFused:
         for op in self.fz.seq:
             if op[0] == "block":
                 _, k, row, start = op
-                saved.append(U)
                 K = pref[k][-1].reshape(G, -1, 2**k, 2**k)[:, row, None]  # (G, 1, 2**k, 2**k)
                 U = (K @ U.reshape(G, 2**start, 2**k, -1)).reshape(G, N, N)
+                saved.append(U)
             else:
                 srci, phase, _, _ = self.mono[id(op[1])]
                 U = U[:, srci]
                 if phase is not None:
                     U *= phase[:, None]
         return U, saved
+
+    #: largest partial-trace matrix (entries) for one product (else one einsum per wire)
+    PTRACE_MAX = 1 << 20
+
+    def _ptrace(self, Gam):
+        """``rho (blocks, G, wires, 2, 2)``: ``Gam (blocks, G, N, N)`` traced over every wire
+        but one, ``rho[a, b] = sum_{x, u} Gam[(x, a, u), (x, b, u)]``, for each wire some block
+        acts on: one product with a 0/1 matrix built once while it is small, else one
+        ``einsum`` per wire."""
+        nb, G, N = Gam.shape[:3]
+        n, wires = self.n, self.block_wires
+        if len(wires) * 4 * N * N <= self.PTRACE_MAX:
+            if self._pt is None:
+                x = np.arange(N)
+                pt = np.zeros((len(wires), 2, 2, N, N), dtype=self.cdtype)
+                for wi, q in enumerate(wires):
+                    bit = n - 1 - q
+                    for a in range(2):
+                        rows = x[((x >> bit) & 1) == a]  # i = (x, a, u); j = (x, b, u)
+                        for b in range(2):
+                            pt[wi, a, b, rows, rows ^ ((a ^ b) << bit)] = 1
+                self._pt = np.ascontiguousarray(pt.reshape(len(wires) * 4, N * N).T)  # (N*N, 4 wires)
+            return (Gam.reshape(nb * G, N * N) @ self._pt).reshape(nb, G, len(wires), 2, 2)
+        rho = np.empty((nb, G, len(wires), 2, 2), dtype=Gam.dtype)
+        for wi, q in enumerate(wires):
+            A, C = 2**q, 2 ** (n - 1 - q)
+            rho[:, :, wi] = np.einsum("zgxauxbu->zgab", Gam.reshape(nb, G, A, 2, C, A, 2, C))
+        return rho
 
     def backward_u(self, Gout, st, need_x, need_w, need_psi):
         """``Gout (G, B, K)`` -> ``gx (G, B, d)``, ``gw (G, P)``, ``gpsi0 (G, B, N)`` (None where
@@ -302,29 +355,33 @@ class _NumpyFused:
             if need_w:
                 gU = lam @ psiT.conj().transpose(0, 2, 1)
         if need_w:
-            gK = {k: np.empty((G, F.shape[0] // G, 2**k, 2**k), dtype=self.cdtype) for k, F in R0.items()}
+            # per block, Gamma = dL/dU_out U_out^H; a rotation R_i on wire q of the block then
+            # has dL/dt = Re tr(Gamma^H (1 x dR_i/dt R_i^H x 1)) = Re sum conj(rho_q) (dR_i/dt R_i^H)
+            # with rho_q Gamma's reduced 2 x 2 matrix on wire q (a partial trace)
+            blocks = [op for op in self.fz.seq if op[0] == "block"]
+            Gam = np.empty((len(blocks), G, N, N), dtype=self.cdtype)
             si = len(saved)
             for op in reversed(self.fz.seq):
                 if op[0] == "block":
                     si -= 1
                     _, k, row, start = op
-                    a, g = 2**start, 2**k
-                    g4 = gU.reshape(G, a, g, -1)
-                    gK[k][:, row] = (g4 @ saved[si].reshape(G, a, g, -1).conj().transpose(0, 1, 3, 2)).sum(1)
+                    Gam[si] = gU @ saved[si].conj().transpose(0, 2, 1)
                     if si > 0:
+                        g = 2**k
                         K = pref[k][-1].reshape(G, -1, g, g)[:, row, None]
-                        gU = (K.conj().transpose(0, 1, 3, 2) @ g4).reshape(G, N, N)
+                        gU = (K.conj().transpose(0, 1, 3, 2) @ gU.reshape(G, 2**start, g, -1)).reshape(G, N, N)
                 else:
                     _, _, inv, phase_inv = self.mono[id(op[1])]
                     gU = gU[:, inv]
                     if phase_inv is not None:
                         gU *= phase_inv.conj()[:, None]
+            rho = self._ptrace(Gam)  # (blocks, G, wires, 2, 2)
+            P = {k: rho[bi, :, wi].transpose(2, 0, 1, 3, 4) for k, (bi, wi) in self.block_rho.items()}  # (G, nb_k, k, 2, 2)
             gsh = np.zeros((G, len(self.sh_idx)), dtype=self.rdtype)
             for k, idx in self.idx.items():
-                # dL/dt = Re sum conj(gK) dK/dt; dK/dt has one factor R_i replaced by dR_i/dt, so
-                # it is Re sum E_i dR_i/dt with E_i = conj(gK) contracted with the other factors
-                E = _kron_envs(gK[k].reshape(-1, 2**k, 2**k).conj(), R0[k], pref[k])  # (z, k, 2, 2)
-                gA = np.einsum("zkab,abpzk->zkp", E, Rd[k]).real  # (z, k, npar)
+                # Re sum_ab conj(rho)[a, b] (Rd R^H)[a, b] = Re sum_ay Rd[a, y] conj(rho R)[a, y]
+                Y = (P[k].reshape(-1, k, 2, 2) @ R0[k]).conj()  # (z = G nb_k, k, 2, 2)
+                gA = np.einsum("xypzk,zkxy->zkp", Rd[k], Y).real  # (z, k, npar)
                 gsh[:, idx] = 0.5 * gA.reshape(G, -1)
             gw = (gsh @ self.sh_scatter)[:, :self.n_weights]
         if amp is not None:
@@ -368,7 +425,7 @@ class _NumpyFused:
         for k, idx in self.idx.items():
             A = sh[idx].reshape(-1, k, fz.npar).T  # (npar, k, nb)
             nb = A.shape[2]
-            R = _np_rot(fz.name, A[:, None] + self.shift, self.cdtype)  # (2, 2, E, k, nb)
+            R = self.rot(A)  # (2, 2, E, k, nb)
             rots[k] = R
             F = R.reshape(2, 2, -1, nb)[:, :, self.sel[k]].reshape(2, 2, -1, k, nb).transpose(3, 0, 1, 2, 4)
             Kv = np.ascontiguousarray(_np_kron(F).transpose(2, 3, 0, 1))  # (V, nb, G, G)

@@ -7,7 +7,8 @@ best validation accuracy, early stopping on validation loss, ReduceLROnPlateau w
 
 The three 4-qubit circuits are :class:`qnn.layers.QuantumLayer` objects built from a
 :class:`qnn.Circuit` (amplitude embedding of 16 values, ``StronglyEntanglingLayers``, ``<Z>`` on
-every wire), so the model runs on any qnn engine (``engine="torch"``, ``"pennylane"``, ...).
+every wire), so the model runs on any qnn engine (``engine="torch"``, ``"pennylane"``, ...); the
+three run in one engine call (:func:`qnn.layers.forward_many`, ``Engine.run_many``).
 
 Example:
     >>> import torch

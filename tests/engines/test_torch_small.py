@@ -259,37 +259,6 @@ def test_state_variant_with_folded_first_layer_matches_gates_path(n):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
-def test_kron_envs_against_explicit_derivatives():
-    """The U variant's factor environments: sum conj(gK) dK/dF_i[a, b] with the derivative
-    Kronecker products built explicitly (np.kron), k = 1..5."""
-    from qnn.engines._small_numpy import _kron2, _kron_envs
-
-    rng = np.random.default_rng(3)
-    for k in range(1, 6):
-        z = 2
-        F = rng.normal(size=(z, k, 2, 2)) + 1j * rng.normal(size=(z, k, 2, 2))
-        T = rng.normal(size=(z, 2**k, 2**k)) + 1j * rng.normal(size=(z, 2**k, 2**k))
-        pref = [F[:, 0]]
-        for i in range(1, k):
-            pref.append(_kron2(pref[-1], F[:, i]))
-        for b in range(z):
-            K = F[b, 0]
-            for i in range(1, k):
-                K = np.kron(K, F[b, i])
-            np.testing.assert_allclose(pref[-1][b], K, atol=1e-12)
-        E = _kron_envs(T, F, pref)
-        for b in range(z):
-            for i in range(k):
-                for a in range(2):
-                    for c in range(2):
-                        unit = np.zeros((2, 2))
-                        unit[a, c] = 1
-                        D = np.ones((1, 1))
-                        for j in range(k):
-                            D = np.kron(D, unit if j == i else F[b, j])
-                        np.testing.assert_allclose(E[b, i, a, c], (T[b] * D).sum(), atol=1e-10)
-
-
 def test_input_gradient_in_chunks():
     """The U variant builds the RY states' derivatives a few wires at a time under GATHER_MAX:
     one wire per chunk gives the same input gradient."""
@@ -310,4 +279,43 @@ def test_input_gradient_in_chunks():
     torch.testing.assert_close(res[0], res[1], atol=1e-12, rtol=0)
     x = X.clone().requires_grad_()
     ref = torch.autograd.grad(TorchEngine(mode="gates").run(c, x, W).pow(2).sum(), x)[0]
+    torch.testing.assert_close(res[0], ref, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("name,npar", [("RX", 1), ("RY", 1), ("RZ", 1), ("Rot", 3)])
+def test_rotation_table_equals_the_rotation_formulas(name, npar):
+    """The numpy twin's rotations (a fitted trigonometric polynomial of the half angles, its
+    copies with one angle shifted by pi) against _np_rot, the formulas, on random angles."""
+    from qnn.engines._small_numpy import _np_rot, _RotTable
+
+    A = np.random.default_rng(1).uniform(-20, 20, size=(npar, 3, 5))
+    shift = np.zeros((npar, 1 + npar, 1, 1))
+    shift[np.arange(npar), 1 + np.arange(npar)] = np.pi
+    ref = _np_rot(name, A[:, None] + shift, np.complex128)
+    for cdtype, tol in ((np.complex128, 1e-12), (np.complex64, 2e-6)):
+        got = _RotTable(name, npar, cdtype)(A.astype(np.float64 if cdtype == np.complex128 else np.float32))
+        assert got.shape == (2, 2, 1 + npar, 3, 5) and got.dtype == cdtype
+        np.testing.assert_allclose(got, ref, atol=tol, rtol=0)
+
+
+def test_weight_gradient_partial_traces_both_ways():
+    """The U variant's partial traces: one product with the 0/1 matrix (small registers) or one
+    einsum per wire (PTRACE_MAX = 0) give the same weight gradient, equal to the gates path."""
+    from qnn.engines._small_numpy import _NumpyFused
+
+    c = _sel(5, layers=2)
+    X, W = _data(c, 64, 2, torch.float64)
+    res = []
+    for cap in (_NumpyFused.PTRACE_MAX, 0):
+        old = _NumpyFused.PTRACE_MAX
+        _NumpyFused.PTRACE_MAX = cap
+        try:
+            w = W.clone().requires_grad_()
+            out = TorchEngine(mode="small").run(c, X, w)
+            res.append(torch.autograd.grad(out.pow(2).sum(), w)[0])
+        finally:
+            _NumpyFused.PTRACE_MAX = old
+    torch.testing.assert_close(res[0], res[1], atol=1e-12, rtol=0)
+    w = W.clone().requires_grad_()
+    ref = torch.autograd.grad(TorchEngine(mode="gates").run(c, X, w).pow(2).sum(), w)[0]
     torch.testing.assert_close(res[0], ref, atol=1e-10, rtol=0)
