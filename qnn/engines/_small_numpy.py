@@ -2,15 +2,17 @@
 in numpy, with the batch as the last, contiguous axis, at a fraction of torch's per-op
 overhead (a few microseconds per op is the whole cost at a few qubits).
 
-Two variants, chosen by :class:`_NumpyFused` per call:
+The rotations and their copies with one angle shifted by ``pi`` (``dR/dt = R(t + pi) / 2``)
+come from one fitted half-angle table (:class:`_RotTable`).  Two variants, chosen by
+:class:`_NumpyFused` per call:
 
-- **U** (``2**n < B``): the weight-only gates are applied *one rotation at a time* to the
-  identity, ``U (G, 2**n, 2**n)``, then the readout ``|U psi0|^2 S`` runs on the batch.  Its
-  backward carries ``dL/dU`` back gate by gate (each rotation's ``2 x 2`` cotangent is one
-  product with the gate's saved input) and turns the ``2 x 2`` cotangents into angle
-  gradients with ``dR/dt = R(t + pi) / 2`` in one contraction.  A leading axis ``G`` runs
-  several copies of one circuit structure with their own weights and inputs in the same
-  calls (:meth:`qnn.engines.torch_engine.TorchEngine.run_many`).
+- **U** (``2**n < B``): each block of rotations is one Kronecker product applied to the
+  identity, ``U (G, 2**n, 2**n)``, then the readout ``|U psi0|^2 S`` runs on the batch (the
+  RY product state or the amplitude embedding built here too).  The backward carries
+  ``dL/dU`` back block by block; for each block ``Gamma = dL/dU_out U_out^H`` traced onto
+  each of its wires gives every angle's gradient, ``Re sum conj(rho) (dR/dt R^H)``.  A
+  leading axis ``G`` runs copies of one circuit structure with their own weights and inputs
+  in the same calls (:meth:`qnn.engines.torch_engine.TorchEngine.run_many`).
 - **state** (``2**n >= B``): the plan's fused Kronecker blocks (and their derivative
   variants) are applied to the ``(2**n, B)`` states; the backward carries the states'
   cotangent back through the blocks to ``psi0``; a folded first layer acts on the product
@@ -28,6 +30,8 @@ import numpy as np
 import torch
 
 from qnn.engines._amplitude import amplitude_grad_np, amplitude_states_np
+from qnn.engines._workspace import ArrayPool
+
 
 def _np_rot(name: str, A: np.ndarray, cdtype) -> np.ndarray:
     """numpy twin of the torch engine's rotation matrices, batch last:
@@ -184,7 +188,7 @@ class _NumpyFused:
         self.S = c(small.S)
         self.ST = np.ascontiguousarray(self.S.T)
         self.N = small.N
-        self._eye = None
+        self.pool = ArrayPool()  # the state variant's state-sized arrays, reused between calls
         self.mono = {}
         for op in fz.seq:
             if op[0] == "mono":
@@ -448,29 +452,44 @@ class _NumpyFused:
             psiT = _np_kron_vecs(dpsi[0])
         U = psiT.astype(self.cdtype, copy=False)
         saved = []
+        pool = self.pool
+        taken = []  # state-sized arrays from the pool (no fresh pages in a steady workload)
         for op in seq:
+            nxt = pool.take(U.shape, self.cdtype)
+            taken.append(nxt)
             if op[0] == "block":
                 _, k, row, start = op
                 saved.append(U)
-                U = (mats[k][0][row] @ U.reshape(2**start, 2**k, -1)).reshape(U.shape)
+                np.matmul(mats[k][0][row], U.reshape(2**start, 2**k, -1), out=nxt.reshape(2**start, 2**k, -1))
             else:
                 srci, phase, _, _ = self.mono[id(op[1])]
-                U = U[srci]
+                np.take(U, srci, axis=0, out=nxt)
                 if phase is not None:
-                    U *= phase[:, None]
-        p = np.square(U.real) + np.square(U.imag)
+                    nxt *= phase[:, None]
+            U = nxt
+        p, t = pool.take(U.shape, self.rdtype), pool.take(U.shape, self.rdtype)
+        np.multiply(U.real, U.real, out=p)
+        p += np.multiply(U.imag, U.imag, out=t)
         out = (self.ST @ p).T
+        pool.release(p, t, *taken)
         return out, (psiT, dpsi, mats, saved, U, seq, fold)
 
     def backward_state(self, G, st, need_x, need_w, need_psi):
         """``G (B, K)`` -> ``gx (B, d)``, ``gw (P,)``, ``gpsi0 (B, N)`` (None where not needed)."""
         fz = self.fz
         psiT, dpsi, mats, saved, ph, seq, fold = st
-        gp2 = (self.S @ G.T) * 2  # (N, B)
+        pool = self.pool
+        gp2 = pool.take(ph.shape, self.rdtype)
+        np.matmul(self.S, G.T, out=gp2)
+        gp2 *= 2  # (N, B)
         real = not np.iscomplexobj(psiT)
         gpsiT = gx = gw = None
         want_psi = need_psi or (dpsi is not None and need_x)
-        gU = ph * gp2  # the final states' cotangent; the op loop below carries it back to psi0
+        # the final states' cotangent; the op loop below carries it back to psi0, in two
+        # pooled arrays taken in turn
+        bufs = [pool.take(ph.shape, self.cdtype), pool.take(ph.shape, self.cdtype)]
+        gU = np.multiply(ph, gp2, out=bufs[0])
+        cur = 0
         # carry the cotangent through the first op as well (a folded first layer's angles
         # need it too)
         to_psi = want_psi or (fold is not None and need_w)
@@ -486,10 +505,13 @@ class _NumpyFused:
                     if need_w:
                         gK[k][row] = (g3 @ saved[si].reshape(a, g, -1).conj().transpose(0, 2, 1)).sum(0)
                     if si > 0 or to_psi:
-                        gU = (mats[k][0][row].conj().T @ g3).reshape(gU.shape)
+                        cur = 1 - cur
+                        np.matmul(mats[k][0][row].conj().T, g3, out=bufs[cur].reshape(a, g, -1))
+                        gU = bufs[cur]
                 else:
                     _, _, inv, phase_inv = self.mono[id(op[1])]
-                    gU = gU[inv]
+                    cur = 1 - cur
+                    gU = np.take(gU, inv, axis=0, out=bufs[cur])
                     if phase_inv is not None:
                         gU *= phase_inv.conj()[:, None]
             if to_psi:
@@ -522,7 +544,9 @@ class _NumpyFused:
                     gt = np.einsum("ixb,ixb->ib", env, fold[0][..., 0] @ dpsi[1]).real
                 gx = gt.T @ self.ry_scatter
             gpsiT = None
-        return gx, gw, None if gpsiT is None else gpsiT.T
+        gpsi0 = None if gpsiT is None else np.ascontiguousarray(gpsiT.T)  # not a pooled array
+        pool.release(gp2, *bufs)
+        return gx, gw, gpsi0
 
 
 _BLAS = []  # [threadpoolctl controller of numpy's BLAS, or None], looked up on first use

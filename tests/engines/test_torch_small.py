@@ -319,3 +319,30 @@ def test_weight_gradient_partial_traces_both_ways():
     w = W.clone().requires_grad_()
     ref = torch.autograd.grad(TorchEngine(mode="gates").run(c, X, w).pow(2).sum(), w)[0]
     torch.testing.assert_close(res[0], ref, atol=1e-10, rtol=0)
+
+
+def test_state_variant_pooled_arrays_are_never_shared_by_pending_graphs():
+    """The state variant takes its state-sized arrays from a pool: two forwards whose backwards
+    are still pending (the second overwrites nothing the first saved), then both backwards,
+    equal the gates path; a steady loop keeps the pool's size fixed."""
+    c = _sel(6, layers=2)
+    eng = TorchEngine(mode="small")
+    X1, W = _data(c, 16, 0, torch.float64)  # 2**6 >= 16: the state variant
+    X2, _ = _data(c, 16, 1, torch.float64)
+    w = W.clone().requires_grad_()
+    outs = [eng.run(c, X, w) for X in (X1, X2)]
+    (runner,) = eng._runners.values()
+    pool = runner.small.np_fused.pool
+    assert len(pool) > 0
+    g1 = torch.autograd.grad(outs[0].pow(2).sum(), w, retain_graph=True)[0]
+    g2 = torch.autograd.grad(outs[1].pow(2).sum(), w)[0]
+    for X, g, out in ((X1, g1, outs[0]), (X2, g2, outs[1])):
+        w0 = W.clone().requires_grad_()
+        ref = TorchEngine(mode="gates").run(c, X, w0)
+        torch.testing.assert_close(out.detach(), ref.detach(), atol=1e-12, rtol=0)
+        torch.testing.assert_close(g, torch.autograd.grad(ref.pow(2).sum(), w0)[0], atol=1e-10, rtol=0)
+    sizes = []
+    for _ in range(4):
+        eng.run(c, X1, w).sum().backward()
+        sizes.append(len(pool))
+    assert sizes[1:] == sizes[:-1], sizes

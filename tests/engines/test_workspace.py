@@ -167,3 +167,31 @@ def test_clear_cache_frees_the_buffers():
     assert eng.workspace_bytes() == 0
     out, *_ = _grads(eng, c, x, w, torch.ones(4, 6, dtype=torch.float64))  # still runs
     assert out.shape == (4, 6)
+
+
+def test_array_pool_hands_out_only_unreferenced_arrays():
+    import numpy as np
+
+    from qnn.engines._workspace import ArrayPool
+
+    pool = ArrayPool(max_buffers=2)
+    a = pool.take((4, 4), np.float32)
+    pool.release(a)
+    b = pool.take((4, 4), np.float32)
+    assert b is not a  # a is still referenced
+    view = a.reshape(16)
+    del a
+    pool.release(b)
+    del b
+    c = pool.take((4, 4), np.float32)  # b's array is free again; a's is held by the view
+    assert c.base is None and len(pool) == 2
+    assert c is not view.base
+    pool.release(c)
+    d = pool.take((4, 4), np.float64)  # another dtype, and the full pool has nothing free: not kept
+    assert d.dtype == np.float64 and len(pool) == 2
+    e = pool.take((4, 4), np.float64)
+    assert len(pool) == 2 and e is not d
+    pool.release(d)
+    del d, c
+    pool.clear()
+    assert len(pool) == 1  # only the one the view holds stays
