@@ -119,6 +119,10 @@ class ArrayPool:
     def __len__(self) -> int:
         return len(self._bufs)
 
+    def nbytes(self) -> int:
+        """Bytes held (free and leased)."""
+        return sum(b.nbytes for b in self._bufs)
+
     def _free(self, i: int) -> bool:
         # references: the list, getrefcount's argument
         return id(self._bufs[i]) not in self._leased and sys.getrefcount(self._bufs[i]) <= 2

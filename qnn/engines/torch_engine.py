@@ -1183,10 +1183,13 @@ class TorchEngine(Engine):
         (a state saved for a pending backward) stay.  Plans stay compiled."""
         for r in self._runners.values():
             r.ws.clear()
+            if r.small is not None and r.small.np_fused is not None:
+                r.small.np_fused.pool.clear()
 
     def workspace_bytes(self) -> int:
         """Bytes of scratch buffers the engine holds now (see :meth:`clear_cache`)."""
-        return sum(r.ws.nbytes() for r in self._runners.values())
+        return sum(r.ws.nbytes() + (r.small.np_fused.pool.nbytes() if r.small is not None and r.small.np_fused
+                                    is not None else 0) for r in self._runners.values())
 
     def _drop(self, plan: Plan) -> None:
         for key in [k for k in self._runners if k[0] == id(plan)]:

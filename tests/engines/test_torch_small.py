@@ -346,3 +346,7 @@ def test_state_variant_pooled_arrays_are_never_shared_by_pending_graphs():
         eng.run(c, X1, w).sum().backward()
         sizes.append(len(pool))
     assert sizes[1:] == sizes[:-1], sizes
+    assert eng.workspace_bytes() >= pool.nbytes() > 0
+    del outs, out, ref  # their graphs hold the arrays the first two forwards saved
+    eng.clear_cache()
+    assert len(pool) == 0
