@@ -103,8 +103,8 @@ class Workspace:
 class ArrayPool:
     """:class:`Workspace` for numpy arrays (the small path's numpy twin): state-sized arrays
     handed out again once nothing else refers to them, so a steady workload stops writing
-    fresh pages (at 8 qubits and B=256 the fresh arrays of one pass cost ~700 page faults,
-    a third of its time, on this project's VMs).
+    fresh pages (on this project's VMs the page faults of a pass's fresh state-sized arrays
+    cost about as much as its arithmetic at 8 qubits, B=256: bench/README.md round 4).
 
     An array is handed out only if it is not leased (:meth:`take` ... :meth:`release`) and no
     other object refers to it (``sys.getrefcount``: a view's base, a state saved for the

@@ -1076,9 +1076,9 @@ class TorchEngine(Engine):
     small_state_max_qubits = 12
     #: smallest register for the automatic ``mps`` path, which also needs its time model to
     #: beat the state vector's (measured on 2 CPU cores, two strongly entangling layers,
-    #: B=256: ~6x slower than ``small`` at 8 qubits (``bench/bench_modes_ab.py --n 8 --modes
-    #: small mps``), 1.6-2.3x faster at 12, 13-15x faster than ``blocked`` at 16, bench/README.md
-    #: round 3); 0 turns it off
+    #: B=256: ~7x slower than ``small`` at 8 qubits, 1.1x faster at 12 (``bench/bench_modes_ab.py
+    #: --n 8 --modes small mps``, ``--n 12``), 13-15x faster than ``blocked`` at 16, bench/README.md
+    #: rounds 3 and 4); 0 turns it off
     mps_min_qubits = 10
     #: widest bond for the automatic ``mps`` path
     mps_max_bond = 16
