@@ -259,27 +259,30 @@ def test_state_variant_with_folded_first_layer_matches_gates_path(n):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
-def test_input_gradient_in_chunks():
-    """The U variant builds the RY states' derivatives a few wires at a time under GATHER_MAX:
-    one wire per chunk gives the same input gradient."""
+@pytest.mark.parametrize("cap,wrt", [("GATHER_MAX", "x"), ("PTRACE_MAX", "w")])
+def test_u_variant_routes_for_large_registers_agree(cap, wrt):
+    """The U variant's size-dependent routes, forced with their cap at 0: the RY input
+    gradient one wire at a time (GATHER_MAX) and the partial traces one einsum per wire
+    instead of one product (PTRACE_MAX) give the same gradient, equal to the gates path."""
     from qnn.engines._small_numpy import _NumpyFused
 
     c = _sel(5, layers=2)
-    X, W = _data(c, 64, 0, torch.float64)
-    res = []
-    for cap in (_NumpyFused.GATHER_MAX, 1):
-        old = _NumpyFused.GATHER_MAX
-        _NumpyFused.GATHER_MAX = cap
-        try:
-            x = X.clone().requires_grad_()
-            out = TorchEngine(mode="small").run(c, x, W)
-            res.append(torch.autograd.grad(out.pow(2).sum(), x)[0])
-        finally:
-            _NumpyFused.GATHER_MAX = old
+    X, W = _data(c, 64, 2, torch.float64)
+
+    def grad(mode):
+        x, w = X.clone().requires_grad_(), W.clone().requires_grad_()
+        out = TorchEngine(mode=mode).run(c, x, w)
+        return torch.autograd.grad(out.pow(2).sum(), x if wrt == "x" else w)[0]
+
+    res = [grad("small")]
+    old = getattr(_NumpyFused, cap)
+    setattr(_NumpyFused, cap, 0)
+    try:
+        res.append(grad("small"))
+    finally:
+        setattr(_NumpyFused, cap, old)
     torch.testing.assert_close(res[0], res[1], atol=1e-12, rtol=0)
-    x = X.clone().requires_grad_()
-    ref = torch.autograd.grad(TorchEngine(mode="gates").run(c, x, W).pow(2).sum(), x)[0]
-    torch.testing.assert_close(res[0], ref, atol=1e-10, rtol=0)
+    torch.testing.assert_close(res[0], grad("gates"), atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("name,npar", [("RX", 1), ("RY", 1), ("RZ", 1), ("Rot", 3)])
@@ -296,29 +299,6 @@ def test_rotation_table_equals_the_rotation_formulas(name, npar):
         got = _RotTable(name, npar, cdtype)(A.astype(np.float64 if cdtype == np.complex128 else np.float32))
         assert got.shape == (2, 2, 1 + npar, 3, 5) and got.dtype == cdtype
         np.testing.assert_allclose(got, ref, atol=tol, rtol=0)
-
-
-def test_weight_gradient_partial_traces_both_ways():
-    """The U variant's partial traces: one product with the 0/1 matrix (small registers) or one
-    einsum per wire (PTRACE_MAX = 0) give the same weight gradient, equal to the gates path."""
-    from qnn.engines._small_numpy import _NumpyFused
-
-    c = _sel(5, layers=2)
-    X, W = _data(c, 64, 2, torch.float64)
-    res = []
-    for cap in (_NumpyFused.PTRACE_MAX, 0):
-        old = _NumpyFused.PTRACE_MAX
-        _NumpyFused.PTRACE_MAX = cap
-        try:
-            w = W.clone().requires_grad_()
-            out = TorchEngine(mode="small").run(c, X, w)
-            res.append(torch.autograd.grad(out.pow(2).sum(), w)[0])
-        finally:
-            _NumpyFused.PTRACE_MAX = old
-    torch.testing.assert_close(res[0], res[1], atol=1e-12, rtol=0)
-    w = W.clone().requires_grad_()
-    ref = torch.autograd.grad(TorchEngine(mode="gates").run(c, X, w).pow(2).sum(), w)[0]
-    torch.testing.assert_close(res[0], ref, atol=1e-10, rtol=0)
 
 
 def test_state_variant_pooled_arrays_are_never_shared_by_pending_graphs():
