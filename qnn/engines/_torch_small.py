@@ -14,8 +14,9 @@ shared by the batch (``plan.unitary_ok``) and a ``<Z>``-only readout; it runs
    with ``gp = G S^T`` and ``L = gp * phi``, ``d psi0 = 2 L conj(U)`` and ``d U = 2 L^T
    conj(psi0)`` (for a real ``psi0``: one real GEMM each on ``U``'s interleaved real/imag view).
 
-On CPU the closed-form variant runs in numpy (:mod:`._small_numpy`): on ``U`` one rotation at
-a time while ``2**n < B``, on the ``(2**n, B)`` states once ``2**n >= B`` (``state_ratio``).
+On CPU the closed-form variant runs in numpy (:mod:`._small_numpy`): on ``U`` (one Kronecker
+product per block) while ``2**n < B``, on the ``(2**n, B)`` states once ``2**n >= B``
+(``state_ratio``).
 :meth:`SmallRunner.run_many` runs ``G`` copies of the circuit (their own weights and inputs)
 in the numpy U variant's calls at once.
 

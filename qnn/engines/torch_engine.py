@@ -32,7 +32,7 @@ weights:
     initial state in closed form, the shared gates fused into one ``2**n x 2**n`` unitary
     (one Kronecker product per block of rotations), and one fused ``|U psi|^2`` readout with
     a hand-written backward (on CPU in numpy, :mod:`._small_numpy`: the angle gradients from
-    each block's cotangent contracted with its other factors; once ``2**n >= B`` the fused
+    each block's ``dL/dU U^H`` traced onto its wires; once ``2**n >= B`` the fused
     ops run on the ``(2**n, B)`` states instead of on the identity).  Needs the ``unitary``
     path's structure and ``<Z>``-only readouts.  :meth:`TorchEngine.run_many` runs copies
     of one circuit (own weights, own inputs) in the same numpy calls.
