@@ -199,7 +199,7 @@ class _NumpyFused:
         self.ry = None
         if small.ry_map is not None:
             idx, scale = small.ry_map
-            self.ry = (c(idx), c(scale), c(small.ry_off), c(small.ry_sel))
+            self.ry = (c(idx), c(scale), c(small.ry_off))
             # gx = gt @ ry_scatter: each wire's angle cotangent onto its input column
             self.ry_scatter = np.zeros((len(self.ry[0]), runner.plan.table.n_inputs), dtype=self.rdtype)
             np.add.at(self.ry_scatter, (np.arange(len(self.ry[0])), self.ry[0]), self.ry[1])
@@ -212,7 +212,7 @@ class _NumpyFused:
         self._eyes: dict = {}  # G -> the identity broadcast to (G, N, N)
         # the U variant's backward takes the partial traces of every block's Gamma onto every
         # wire a block acts on (_ptrace); where each block's wires sit among them
-        blocks = [op for op in fz.seq if op[0] == "block"]
+        blocks = self.blocks = [op for op in fz.seq if op[0] == "block"]
         wires = sorted({op[3] + j for op in blocks for j in range(op[1])})
         self.block_wires = wires
         self._pt = None
@@ -262,7 +262,7 @@ class _NumpyFused:
             amp = (psi0, norms)
             psiT = psi0.transpose(0, 2, 1)
         elif psi0 is None:  # the RY product state, wire 0 most significant
-            idx, scale, off, _ = self.ry
+            idx, scale, off = self.ry
             h = ((x[:, :, idx] * scale + off) * 0.5).transpose(0, 2, 1)  # (G, n, B)
             V = np.empty(h.shape[:2] + (2,) + h.shape[2:], dtype=h.dtype)  # (G, n, 2, B)
             np.cos(h, out=V[:, :, 0])
@@ -362,7 +362,7 @@ class _NumpyFused:
             # per block, Gamma = dL/dU_out U_out^H; a rotation R_i on wire q of the block then
             # has dL/dt = Re tr(Gamma^H (1 x dR_i/dt R_i^H x 1)) = Re sum conj(rho_q) (dR_i/dt R_i^H)
             # with rho_q Gamma's reduced 2 x 2 matrix on wire q (a partial trace)
-            blocks = [op for op in self.fz.seq if op[0] == "block"]
+            blocks = self.blocks
             Gam = np.empty((len(blocks), G, N, N), dtype=self.cdtype)
             si = len(saved)
             for op in reversed(self.fz.seq):
@@ -417,7 +417,7 @@ class _NumpyFused:
         sh = src[self.sh_idx] * self.sh_scale + self.sh_off
         dpsi = None
         if psi0 is None:
-            idx, scale, off, _ = self.ry
+            idx, scale, off = self.ry
             h = ((x[:, idx] * scale + off) * 0.5).T  # (n, B)
             c, sn = np.cos(h), np.sin(h)
             V = np.stack([c, sn], 1)  # (n, 2, B): wire i's factor [cos, sin](t_i / 2)
