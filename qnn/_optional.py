@@ -1,4 +1,4 @@
-"""Lazy imports of optional SDKs (PennyLane, Qiskit, Qiskit Aer, qiskit-ibm-runtime).
+"""Lazy imports of optional SDKs (PennyLane, Qiskit, Qiskit Aer, qiskit-ibm-runtime, numba).
 
 ``import qnn`` never needs an optional SDK: the engines call :func:`import_optional` when they
 are constructed, and a missing package raises :class:`ImportError` that names the pip command
@@ -26,6 +26,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str | None]] = {
     "qiskit_aer": ("qiskit-aer", "qiskit"),
     "qiskit_qasm3_import": ("qiskit-qasm3-import", "qiskit"),
     "qiskit_ibm_runtime": ("qiskit-ibm-runtime", "ibm"),
+    "numba": ("numba", "fast"),  # the torch engine's compiled small-register kernels (else numpy)
 }
 
 

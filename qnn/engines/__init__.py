@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from qnn.engines._contract import Capabilities, check_seed, check_shots, plain_config
+from qnn.engines._small_kernel import compile_kernels
 
-__all__ = ["Engine", "Capabilities", "get_engine", "engine_from_config", "ENGINE_NAMES"]
+__all__ = ["Engine", "Capabilities", "get_engine", "engine_from_config", "compile_kernels", "ENGINE_NAMES"]
 
 # name -> "module:Class"
 _REGISTRY: dict[str, str] = {

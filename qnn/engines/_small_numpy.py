@@ -18,8 +18,13 @@ come from one fitted half-angle table (:class:`_RotTable`).  Two variants, chose
   cotangent back through the blocks to ``psi0``; a folded first layer acts on the product
   state's factors.
 
+Where numba is available the U variant on a real embedded state (the RY product state, the
+amplitude embedding) runs in the compiled kernels of :mod:`._small_kernel` instead: three
+calls per pass instead of about seventy; :attr:`_NumpyFused.use_kernel` switches them off.
+
 The slow reference is the ``gates`` path; ``tests/engines/test_torch_small.py`` checks both
-variants and the torch-op version against each other and against it.
+variants and the torch-op version against each other and against it, and
+``tests/engines/test_small_kernel.py`` the kernels against this module's numpy code.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import contextlib
 import numpy as np
 import torch
 
+from qnn.engines import _small_kernel
 from qnn.engines._amplitude import amplitude_grad_np, amplitude_states_np
 from qnn.engines._workspace import ArrayPool
 
@@ -92,6 +98,7 @@ class _RotTable:
         self.rdtype = np.float64 if cdtype == np.complex128 else np.float32
         self.S = S.astype(self.rdtype)
         self.C = C.astype(cdtype)
+        self.C2 = np.ascontiguousarray(self.C.reshape(4 * E, m))  # rows in (2, 2, E) order
         self.E = E
 
     def __call__(self, A: np.ndarray) -> np.ndarray:
@@ -225,9 +232,45 @@ class _NumpyFused:
                 bi[row] = b
                 wi[row] = [wires.index(start + j) for j in range(k)]
             self.block_rho[k] = (bi, wi)
+        # the compiled kernels' program (_small_kernel): one row per rotation (0, wire, gate)
+        # or permutation (1, 0, index); gates numbered k-group by k-group as (row, wire), so
+        # that their angles' gradients (gate, parameter) are the k-groups' ``idx`` in order
+        gate_off, off = {}, 0
+        for k, idx in self.idx.items():
+            gate_off[k] = off
+            off += len(idx) // fz.npar
+        ops, perms, phases = [], [], []
+        for op in fz.seq:
+            if op[0] == "block":
+                _, k, row, start = op
+                ops += [(0, start + j, gate_off[k] + row * k + j) for j in range(k)]
+            else:
+                srci, phase, _, _ = self.mono[id(op[1])]
+                ops.append((1, 0, len(perms)))
+                perms.append(srci)
+                phases.append(np.ones(self.N, self.cdtype) if phase is None else phase.astype(self.cdtype))
+        self.k_ops = np.array(ops, dtype=np.int64).reshape(-1, 3)
+        self.k_perms = np.array(perms, dtype=np.int64).reshape(-1, self.N)
+        self.k_phases = np.array(phases, dtype=self.cdtype).reshape(-1, self.N)
+        slot_sh = np.concatenate(list(self.idx.values())) if self.idx else np.zeros(0, np.int64)
+        self.k_scatter = np.ascontiguousarray(self.sh_scatter[slot_sh, :self.n_weights])  # (slots, P)
+        self.k_gidx = slot_sh.reshape(-1, fz.npar).astype(np.int64)  # gate j's angles: sh[k_gidx[j]]
+        self.k_consts = np.ascontiguousarray(self.consts, dtype=self.rdtype).reshape(-1)
+        self.k_xscatter = np.zeros((0, 0), self.rdtype) if self.ry is None else np.ascontiguousarray(self.ry_scatter)
+        self.k_ry = None if self.ry is None else (  # half angles: idx, scale / 2, off / 2
+            self.ry[0].astype(np.int64), *(np.ascontiguousarray(a * 0.5, dtype=self.rdtype) for a in self.ry[1:]))
 
     #: most values of the input gradient's derivative states built at once (U variant)
     GATHER_MAX = 1 << 22
+
+    #: run the U variant in the compiled kernels where numba is available (tests switch it off
+    #: to compare against the numpy code)
+    use_kernel = True
+
+    def kernel_ok(self, real: bool) -> bool:
+        """Whether the U variant runs in :mod:`._small_kernel` for a real (``real``) embedded
+        state: numba available and :attr:`use_kernel`."""
+        return real and self.use_kernel and _small_kernel.available()
 
     def use_states(self, B: int) -> bool:
         """The state variant (ops on the ``(2**n, B)`` states) for batch ``B``, else U."""
@@ -240,6 +283,8 @@ class _NumpyFused:
         fz = self.fz
         N = self.N
         G = w.shape[0]
+        if self.kernel_ok(psi0 is None or not np.iscomplexobj(psi0)):
+            return self._forward_kernel(x, w, psi0)
         src = np.concatenate([w, np.broadcast_to(self.consts, (G, len(self.consts)))], 1) if len(self.consts) else w
         sh = src[:, self.sh_idx] * self.sh_scale + self.sh_off  # (G, n_sh)
         R0, Rd, pref = {}, {}, {}
@@ -284,6 +329,40 @@ class _NumpyFused:
             p = np.square(ph.real) + np.square(ph.imag)
         out = (self.ST @ p).transpose(0, 2, 1)  # (G, B, K)
         return out, (psiT, V, amp, R0, Rd, pref, saved, M, ph)
+
+    def _forward_kernel(self, x, w, psi0):
+        """:meth:`forward_u` in the compiled kernels (a real embedded state)."""
+        rot = self.rot
+        gates = _small_kernel.gate_table(np.ascontiguousarray(w), self.k_consts, self.sh_idx, self.sh_scale,
+                                         self.sh_off, self.k_gidx, rot.S, rot.C2)
+        amp = None
+        if psi0 is None and self.amp is not None:
+            sp, n, _ = self.amp
+            psi0, norms = amplitude_states_np("TorchEngine", sp, n, x)
+            amp = (psi0, norms)
+        if psi0 is None:  # the RY product state
+            psi = _small_kernel.ry_state(np.ascontiguousarray(x), *self.k_ry, self.n)
+        else:
+            psi = np.ascontiguousarray(psi0.transpose(0, 2, 1))  # (G, N, B)
+        out, *saved = _small_kernel.u_forward(gates, self.k_ops, self.k_perms, self.k_phases, self.S, psi)
+        return out, ("kernel", gates, saved + [psi], amp)
+
+    def _backward_kernel(self, Gout, st, need_x, need_w, need_psi):
+        """:meth:`backward_u` for :meth:`_forward_kernel`."""
+        _, gates, saved, amp = st
+        ry_n = self.n if need_x and amp is None and self.ry is not None else 0
+        want_psi = need_psi or (need_x and amp is not None)
+        gw, gpsi, gx = _small_kernel.u_backward(np.ascontiguousarray(Gout), self.S, saved, gates, self.k_ops,
+                                                self.k_perms, self.k_phases, self.k_scatter, self.k_xscatter, need_w,
+                                                want_psi, ry_n)
+        gw = gw if need_w else None
+        gx = gx if ry_n else None
+        gpsi0 = None
+        if amp is not None and need_x:
+            gx = amplitude_grad_np(self.amp[0], self.amp[2], amp[0], amp[1], gpsi.transpose(0, 2, 1))
+        if need_psi and amp is None:
+            gpsi0 = gpsi.transpose(0, 2, 1)
+        return gx, gw, gpsi0
 
     def _u_blocks(self, G, pref):
         """``U (G, N, N)``: the blocks and permutations applied to the identity, and each
@@ -337,6 +416,8 @@ class _NumpyFused:
     def backward_u(self, Gout, st, need_x, need_w, need_psi):
         """``Gout (G, B, K)`` -> ``gx (G, B, d)``, ``gw (G, P)``, ``gpsi0 (G, B, N)`` (None where
         not needed)."""
+        if isinstance(st[0], str):  # the compiled kernels ran the forward
+            return self._backward_kernel(Gout, st, need_x, need_w, need_psi)
         fz = self.fz
         N = self.N
         psiT, V, amp, R0, Rd, pref, saved, M, ph = st

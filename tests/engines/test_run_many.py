@@ -9,6 +9,7 @@ import torch
 
 import qnn
 from qnn.engines import get_engine
+from qnn.engines._small_numpy import _NumpyFused
 from qnn.engines.torch_engine import TorchEngine
 from qnn.layers import QuantumLayer, forward_many
 
@@ -47,7 +48,10 @@ def _per_copy(c, mode="gates"):
 @pytest.mark.parametrize("n,embed,layers,B", [(4, "amplitude", 1, 32), (4, "Y", 2, 256), (3, "X", 2, 20),
                                              (2, "amplitude", 2, 9), (5, "Y", 1, 64), (1, "Y", 1, 5)])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
-def test_stacked_small_path_matches_one_run_per_copy(n, embed, layers, B, dtype, tol):
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernels", "numpy"])
+def test_stacked_small_path_matches_one_run_per_copy(n, embed, layers, B, dtype, tol, kernel, monkeypatch):
+    """In the compiled kernels (where numba is available) and in the numpy twin."""
+    monkeypatch.setattr(_NumpyFused, "use_kernel", kernel)
     c = _circuit(n, embed, layers)
     X, W = _data(c, 3, B, seed=n, dtype=dtype)
     eng = TorchEngine()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qnn.circuit import Circuit, Param, amplitude_embedding, angle_embedding, strongly_entangling_layers
+from qnn.engines._small_numpy import _NumpyFused
 from qnn.engines.torch_engine import TorchEngine
 from qnn.testing import BUILDER_KINDS, builder_circuit, random_circuit
 
@@ -132,9 +133,9 @@ def test_numpy_twin_equals_torch_ops(n, embed):
         if embed == "amplitude":
             X = X.abs() + 0.1
         res = []
-        # numpy on U (ops on the identity, then the readout products), numpy on the states,
-        # and the torch ops
-        for use_numpy, ratio in ((True, 0), (True, 10**9), (False, None)):
+        # numpy on U (ops on the identity, then the readout products; in the compiled kernels
+        # where numba is available, and in numpy), numpy on the states, and the torch ops
+        for use_numpy, ratio, kernel in ((True, 0, True), (True, 0, False), (True, 10**9, True), (False, None, True)):
             eng = TorchEngine(mode="small")
             eng.run(c, X, W)
             (runner,) = eng._runners.values()
@@ -144,12 +145,16 @@ def test_numpy_twin_equals_torch_ops(n, embed):
             if ratio is not None:
                 runner.small.state_ratio = ratio
             x, w = X.clone().requires_grad_(), W.clone().requires_grad_()
-            out = eng.run(c, x, w)
-            (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)).sum().backward()
+            _NumpyFused.use_kernel = kernel
+            try:
+                out = eng.run(c, x, w)
+                (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)).sum().backward()
+            finally:
+                _NumpyFused.use_kernel = True
             assert (runner.small.np_fused is not None) == use_numpy
             res.append((out.detach(), x.grad, w.grad))
-        for other in res[:2]:
-            for a, b in zip(other, res[2]):
+        for other in res[:3]:
+            for a, b in zip(other, res[3]):
                 torch.testing.assert_close(a, b, atol=tol, rtol=0)
 
 
@@ -260,14 +265,13 @@ def test_state_variant_with_folded_first_layer_matches_gates_path(n):
 
 
 @pytest.mark.parametrize("cap,wrt", [("GATHER_MAX", "x"), ("PTRACE_MAX", "w")])
-def test_u_variant_routes_for_large_registers_agree(cap, wrt):
+def test_u_variant_routes_for_large_registers_agree(cap, wrt, monkeypatch):
     """The U variant's size-dependent routes, forced with their cap at 0: the RY input
     gradient one wire at a time (GATHER_MAX) and the partial traces one einsum per wire
     instead of one product (PTRACE_MAX) give the same gradient, equal to the gates path."""
-    from qnn.engines._small_numpy import _NumpyFused
-
     c = _sel(5, layers=2)
     X, W = _data(c, 64, 2, torch.float64)
+    monkeypatch.setattr(_NumpyFused, "use_kernel", False)  # the numpy twin's routes
 
     def grad(mode):
         x, w = X.clone().requires_grad_(), W.clone().requires_grad_()
