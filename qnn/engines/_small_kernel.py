@@ -75,6 +75,8 @@ def compile_kernels(dtypes=("float32", "float64")) -> bool:
                            i2.reshape(2, 1), np.array([[0.5], [-0.5]], rd), np.ones((8, 2), cd))
         ops = np.array([[0, 0, 0], [0, 1, 1], [1, 0, 0]], dtype=np.int64)
         perm, phase, S = np.arange(4, dtype=np.int64)[None], np.ones((1, 4), cd), np.ones((4, n), rd)
+        psi, norms, _ = amplitude_state(np.ones((1, B, 3), rd), 0, 3, rd.type(0.5), n)
+        amplitude_grad(psi, psi, norms, 0, 3, 3)
         psi = ry_state(np.zeros((1, B, n), rd), i2, np.ones(n, rd), np.zeros(n, rd), n)
         out, *saved = u_forward(gates, ops, perm, phase, S, psi)
         u_backward(np.ones((1, B, n), rd), S, saved + [psi], gates, ops, perm, phase, np.ones((2, 2), rd),
@@ -88,6 +90,21 @@ def gate_table(w, consts, sh_idx, sh_scale, sh_off, gidx, S, C):
     its matrix entries ``C exp(i S t)`` (:class:`._small_numpy._RotTable`'s fit, rows in
     ``(2, 2, E)`` order) -> ``gates (G, n_gates, E, 2, 2)``."""
     return _kernels().gate_table(w, consts, sh_idx, sh_scale, sh_off, gidx, S, C)
+
+
+def amplitude_state(x, start, n_features, pad, n):
+    """The amplitude embedding of ``x[..., start:start + n_features]`` padded with ``pad`` to
+    ``2**n`` values and normalised (scaled by its largest entry first, as
+    :func:`._amplitude.amplitude_states_np`): ``psi (G, 2**n, B)`` (batch last), ``norms (G,
+    B)`` (the padded vectors' L2 norms) and the index ``g * B + b`` of the first all-zero
+    vector (``-1`` when there is none; the caller raises)."""
+    return _kernels().amplitude_state(x, start, n_features, pad, n)
+
+
+def amplitude_grad(gpsi, psi, norms, start, n_features, d):
+    """``dL/dx (G, B, d)`` from the states' cotangent ``gpsi (G, N, B)``: ``(gpsi - psi (psi .
+    gpsi)) / |v|`` on the embedded columns."""
+    return _kernels().amplitude_grad(gpsi, psi, norms, start, n_features, d)
 
 
 def ry_state(x, idx, scale, off, n):
@@ -157,6 +174,46 @@ def _compile():
                                 acc += C[row, k] * z[k]
                             gates[gi, j, e, a, b] = acc
         return gates
+
+    @jit
+    def _amplitude_state(x, start, n_features, pad, n):
+        G, B = x.shape[0], x.shape[1]
+        N = 1 << n
+        psi = np.empty((G, N, B), dtype=x.dtype)
+        norms = np.empty((G, B), dtype=x.dtype)
+        v = np.empty(N, dtype=x.dtype)
+        for gi in range(G):
+            for b in range(B):
+                m = abs(x[gi, b, start]) if n_features else abs(pad)
+                for i in range(N):
+                    v[i] = x[gi, b, start + i] if i < n_features else pad
+                    m = max(m, abs(v[i]))
+                if m == 0:
+                    return psi, norms, gi * B + b
+                ss = 0.0
+                for i in range(N):
+                    v[i] = v[i] / m
+                    ss += v[i] * v[i]
+                nu = np.sqrt(ss)
+                for i in range(N):
+                    psi[gi, i, b] = v[i] / nu
+                norms[gi, b] = nu * m
+        return psi, norms, -1
+
+    @jit
+    def _amplitude_grad(gpsi, psi, norms, start, n_features, d):
+        G, N, B = psi.shape
+        gx = np.zeros((G, B, d), dtype=psi.dtype)
+        dot = np.empty(B, dtype=psi.dtype)
+        for gi in range(G):
+            dot[:] = 0
+            for i in range(N):
+                for b in range(B):
+                    dot[b] += psi[gi, i, b] * gpsi[gi, i, b]
+            for i in range(n_features):
+                for b in range(B):
+                    gx[gi, b, start + i] = (gpsi[gi, i, b] - psi[gi, i, b] * dot[b]) / norms[gi, b]
+        return gx
 
     @jit
     def _ry_state(x, idx, scale, off, n):
@@ -332,4 +389,5 @@ def _compile():
                 gx[gi] = np.dot(gt.T, xscatter)
         return gw, gpsi, gx
 
-    return types.SimpleNamespace(gate_table=_gate_table, ry_state=_ry_state, u_forward=_u_forward, u_backward=_u_backward)
+    return types.SimpleNamespace(gate_table=_gate_table, amplitude_state=_amplitude_state,
+                                 amplitude_grad=_amplitude_grad, ry_state=_ry_state, u_forward=_u_forward, u_backward=_u_backward)

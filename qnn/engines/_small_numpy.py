@@ -338,9 +338,13 @@ class _NumpyFused:
         amp = None
         if psi0 is None and self.amp is not None:
             sp, n, _ = self.amp
-            psi0, norms = amplitude_states_np("TorchEngine", sp, n, x)
-            amp = (psi0, norms)
-        if psi0 is None:  # the RY product state
+            psi, norms, bad = _small_kernel.amplitude_state(np.ascontiguousarray(x), sp.start, sp.n_features,
+                                                            x.dtype.type(sp.pad), n)
+            if bad >= 0:  # an all-zero vector: the numpy twin raises the error that names it
+                amplitude_states_np("TorchEngine", sp, n, x)
+                raise AssertionError(f"amplitude_state: vector {bad} is all zero but the numpy twin accepts it")
+            amp = norms
+        elif psi0 is None:  # the RY product state
             psi = _small_kernel.ry_state(np.ascontiguousarray(x), *self.k_ry, self.n)
         else:
             psi = np.ascontiguousarray(psi0.transpose(0, 2, 1))  # (G, N, B)
@@ -359,7 +363,8 @@ class _NumpyFused:
         gx = gx if ry_n else None
         gpsi0 = None
         if amp is not None and need_x:
-            gx = amplitude_grad_np(self.amp[0], self.amp[2], amp[0], amp[1], gpsi.transpose(0, 2, 1))
+            sp = self.amp[0]
+            gx = _small_kernel.amplitude_grad(gpsi, saved[-1], amp, sp.start, sp.n_features, self.amp[2])
         if need_psi and amp is None:
             gpsi0 = gpsi.transpose(0, 2, 1)
         return gx, gw, gpsi0

@@ -189,3 +189,21 @@ def test_no_numba_environment_switch(monkeypatch):
     monkeypatch.setattr(_small_kernel, "_KERNELS", [])
     monkeypatch.setenv("QNN_NO_NUMBA", "0")
     assert _small_kernel.available()
+
+
+def test_all_zero_amplitude_vector_is_refused_by_name():
+    """An all-zero (padded) vector in the kernels' amplitude embedding: the error names the
+    sample (and the copy), as the numpy twin's."""
+    c = Circuit(2)
+    qnn.amplitude_embedding(c, n_features=3)
+    qnn.strongly_entangling_layers(c, 1)
+    c.measure_z()
+    X = torch.rand(8, 3, dtype=torch.float64) + 0.1  # 2**2 < 8: the U variant
+    X[5] = 0
+    W = torch.zeros(c.n_weights, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"TorchEngine: amplitude embedding of sample 5 is the all-zero vector"):
+        TorchEngine().run(c, X, W)
+    X3 = torch.rand(3, 8, 3, dtype=torch.float64) + 0.1
+    X3[2, 6] = 0
+    with pytest.raises(ValueError, match=r"amplitude embedding of sample 6 of copy 2 is the all-zero vector"):
+        TorchEngine().run_many(c, X3, W.expand(3, -1))
