@@ -1,6 +1,7 @@
 """Compiled (numba) kernels of the small path's U variant: the whole circuit unitary, its
-readout and their backward in three calls per pass instead of about seventy numpy calls
-(at a few qubits the calls, not the arithmetic, are the cost).
+readout and their backward in five calls per pass (the rotations, the embedded state, the
+forward; the backward, and the amplitude embedding's where there is one) instead of about
+seventy numpy calls: at a few qubits the calls, not the arithmetic, are the cost.
 
 The arithmetic is that of :class:`._small_numpy._NumpyFused`'s U variant for a *real*
 embedded state (the RY product state or a real amplitude embedding), one copy after the
@@ -16,10 +17,11 @@ other along a leading axis ``G``:
   (``2 dR/dt_p = R(t + pi e_p)``, from the rotation table); and the RY inputs' gradient
   ``sum_x dL/dpsi[x] (J_i psi / 2)[x]`` with ``J_i`` flipping wire ``i``.
 
-numba is optional (it comes with the ``explain`` extra, as a dependency of shap, and with
-``pip install numba``): without it :func:`available` is False and the numpy twin runs.  The
-kernels compile on first use (a few seconds, cached on disk by numba afterwards).  The slow
-references are the numpy twin and the ``gates`` path: ``tests/engines/test_small_kernel.py``.
+numba is optional (``pip install qnn[fast]``; shap, in the ``explain`` extra, needs it too):
+without it :func:`available` is False and the numpy twin runs.  The kernels compile on first
+use, 10-20 s per dtype, and numba keeps them on disk (:func:`compile_kernels` does it ahead).
+The slow references are the numpy twin and the ``gates`` path:
+``tests/engines/test_small_kernel.py``.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def amplitude_grad(gpsi, psi, norms, start, n_features, d):
 
 def ry_state(x, idx, scale, off, n):
     """``x (G, B, d)``, half of wire ``i``'s angle ``x[..., idx[i]] * scale[i] + off[i]`` (the
-    caller halves ``scale`` and ``off``) -> the RY product state ``(G, B, 2**n)``."""
+    caller halves ``scale`` and ``off``) -> the RY product state ``(G, 2**n, B)`` (batch last)."""
     return _kernels().ry_state(x, idx, scale, off, n)
 
 
@@ -122,11 +124,11 @@ def u_forward(gates, ops, perms, phases, S, psi):
 
 
 def u_backward(g, S, saved, gates, ops, perms, phases, wscatter, xscatter, need_w, need_psi, ry_n):
-    """``g (G, B, K)`` -> ``gw (G, P)``, the angles' gradient (``gate``
-    ``j``'s parameter ``p`` in row ``j (E - 1) + p``) summed onto the weights by ``wscatter
-    (n_gates (E - 1), P)``, where ``need_w``; ``gpsi (G, N, B)``, where ``need_psi``; ``gx (G, B,
-    d)``, the RY angles' gradient summed onto the inputs by ``xscatter (ry_n, d)``, where
-    ``ry_n`` (the number of wires).  What is not needed comes back empty."""
+    """``g (G, B, K)`` -> ``gw (G, P)``, the angles' gradient (gate ``j``'s parameter ``p`` in
+    row ``j (E - 1) + p``) summed onto the weights by ``wscatter (n_gates (E - 1), P)``, where
+    ``need_w``; ``gpsi (G, N, B)``, where ``need_psi`` or ``ry_n``; ``gx (G, B, d)``, the RY
+    angles' gradient summed onto the inputs by ``xscatter (ry_n, d)``, where ``ry_n`` (the
+    number of wires).  What is not needed comes back empty."""
     Us, M, ph, psi = saved
     return _kernels().u_backward(g, S, Us, M, ph, psi, gates, ops, perms, phases, wscatter, xscatter,
                                  need_w, need_psi, ry_n)
