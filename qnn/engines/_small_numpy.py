@@ -19,7 +19,7 @@ come from one fitted half-angle table (:class:`_RotTable`).  Two variants, chose
   state's factors.
 
 Where numba is available the U variant on a real embedded state (the RY product state, the
-amplitude embedding) runs in the compiled kernels of :mod:`._small_kernel` instead: three
+amplitude embedding) runs in the compiled kernels of :mod:`._small_kernel` instead: five
 calls per pass instead of about seventy; :attr:`_NumpyFused.use_kernel` switches them off.
 
 The slow reference is the ``gates`` path; ``tests/engines/test_torch_small.py`` checks both
@@ -97,8 +97,7 @@ class _RotTable:
             raise ValueError(f"_RotTable: {name} is not a trigonometric polynomial of half angles")
         self.rdtype = np.float64 if cdtype == np.complex128 else np.float32
         self.S = S.astype(self.rdtype)
-        self.C = C.astype(cdtype)
-        self.C2 = np.ascontiguousarray(self.C.reshape(4 * E, m))  # rows in (2, 2, E) order
+        self.C = np.ascontiguousarray(C.astype(cdtype))  # (4 E, m), rows in (2, 2, E) order
         self.E = E
 
     def __call__(self, A: np.ndarray) -> np.ndarray:
@@ -280,11 +279,11 @@ class _NumpyFused:
     def forward_u(self, x, w, psi0):
         """``x (G, B, d)``, ``w (G, P)``, ``psi0 (G, B, N)`` or None (the RY product state or
         the amplitude embedding, built here) -> ``out (G, B, K)`` and what the backward needs."""
+        if self.kernel_ok(psi0 is None or not np.iscomplexobj(psi0)):
+            return self._forward_kernel(x, w, psi0)
         fz = self.fz
         N = self.N
         G = w.shape[0]
-        if self.kernel_ok(psi0 is None or not np.iscomplexobj(psi0)):
-            return self._forward_kernel(x, w, psi0)
         src = np.concatenate([w, np.broadcast_to(self.consts, (G, len(self.consts)))], 1) if len(self.consts) else w
         sh = src[:, self.sh_idx] * self.sh_scale + self.sh_off  # (G, n_sh)
         R0, Rd, pref = {}, {}, {}
@@ -334,7 +333,7 @@ class _NumpyFused:
         """:meth:`forward_u` in the compiled kernels (a real embedded state)."""
         rot = self.rot
         gates = _small_kernel.gate_table(np.ascontiguousarray(w), self.k_consts, self.sh_idx, self.sh_scale,
-                                         self.sh_off, self.k_gidx, rot.S, rot.C2)
+                                         self.sh_off, self.k_gidx, rot.S, rot.C)
         amp = None
         if psi0 is None and self.amp is not None:
             sp, n, _ = self.amp
