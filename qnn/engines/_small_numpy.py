@@ -19,8 +19,8 @@ come from one fitted half-angle table (:class:`_RotTable`).  Two variants, chose
   state's factors.
 
 Where numba is available the U variant on a real embedded state (the RY product state, the
-amplitude embedding) runs in the compiled kernels of :mod:`._small_kernel` instead: five
-calls per pass instead of about seventy; :attr:`_NumpyFused.use_kernel` switches them off.
+amplitude embedding) runs in the compiled kernels of :mod:`._small_kernel` instead: four or
+five calls per pass instead of about seventy; :attr:`_NumpyFused.use_kernel` switches them off.
 
 The slow reference is the ``gates`` path; ``tests/engines/test_torch_small.py`` checks both
 variants and the torch-op version against each other and against it, and

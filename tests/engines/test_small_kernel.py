@@ -182,6 +182,15 @@ def test_without_numba_the_numpy_twin_runs(monkeypatch):
     _close(got, twin, 1e-11)
 
 
+def test_compile_kernels_ahead():
+    """compile_kernels compiles (or loads) both dtypes and refuses anything else, before any work."""
+    from qnn.engines import compile_kernels
+
+    assert compile_kernels(["float32", "float64"]) is True
+    with pytest.raises(ValueError, match=r"compile_kernels: dtypes must be 'float32' or 'float64'; got 'int64'"):
+        compile_kernels(["float64", "int64"])
+
+
 def test_no_numba_environment_switch(monkeypatch):
     monkeypatch.setattr(_small_kernel, "_KERNELS", [])
     monkeypatch.setenv("QNN_NO_NUMBA", "1")
