@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from qnn.circuit import Circuit
+from qnn.engines import _mps_kernel
 from qnn.engines._torch_plan import (
     CONST_MATS,
     CONTROLLED,
@@ -49,7 +51,7 @@ from qnn.engines._torch_plan import (
     wire_mask,
 )
 
-__all__ = ["MPSProgram", "MPSRunner"]
+__all__ = ["MPSProgram", "MPSRunner", "kernel_readout"]
 
 TWO_QUBIT = {"CNOT", "CZ", "SWAP", "CRX", "CRY", "CRZ", "MCRY"}
 # gates diagonal in the computational basis: they commute with every Z word
@@ -71,6 +73,12 @@ def why_not(circuit: Circuit) -> str | None:
         if m.kind == "hermitian":
             return "a Hermitian observable (only Pauli words and probabilities are supported)"
     return None
+
+
+def kernel_readout(device, use_kernel: bool = True) -> bool:
+    """Whether an :class:`MPSRunner` on ``device`` runs its readout in the compiled kernels of
+    :mod:`._mps_kernel`: on the CPU, with numba available and ``use_kernel``."""
+    return bool(use_kernel) and torch.device(device).type == "cpu" and _mps_kernel.available()
 
 
 class MPSProgram:
@@ -267,6 +275,10 @@ class MPSRunner:
     """An :class:`MPSProgram`'s tensors on one device and dtype; :meth:`run` is the forward
     (autograd does the backward)."""
 
+    #: run the readout in the compiled kernels of :mod:`._mps_kernel` on the CPU where numba is
+    #: available (tests switch it off to run the torch readout, the reference)
+    use_kernel = True
+
     def __init__(self, program: MPSProgram, device, cdtype, rdtype, mats_1q):
         self.p = program
         self.device, self.cdtype, self.rdtype = device, cdtype, rdtype
@@ -299,6 +311,7 @@ class MPSRunner:
             for levels in (program.left_levels, program.right_levels)]
         self.signs = torch.tensor(program.signs, dtype=rdtype, device=device)
         self._eyes: dict = {}
+        self._table = None  # the kernels' node table, built from the first run's site shapes
 
     def run(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         p = self.p
@@ -403,6 +416,13 @@ class MPSRunner:
         :meth:`MPSProgram._readout_plan`), ``E (b, K, D_bra, D_ket)``."""
         p = self.p
         n = p.n
+        if kernel_readout(self.device, self.use_kernel):
+            b = max(T.shape[0] for T in A)
+            if self._table is None:
+                self._table = self._kernel_table([T.shape[1:] for T in A])
+            flat = torch.cat([T.reshape(T.shape[0], -1).expand(b, -1) for T in A], 1)
+            out = _KernelReadout.apply(flat, self._table)
+            return out.expand(B, -1) if b != B else out
         one = torch.ones(1, 1, 1, 1, dtype=self.cdtype, device=self.device)
         Ls = _sweep(one, A, self.left)
         Rs = _sweep(one, [T.permute(0, 3, 2, 1) for T in reversed(A)], self.right)
@@ -413,6 +433,45 @@ class MPSRunner:
             cols.append((L * R).sum((-1, -2)))
         out = torch.stack(cols, -1).real * self.signs
         return out.expand(B, -1) if out.shape[0] != B else out
+
+
+    def _kernel_table(self, shapes):
+        """The tries as :func:`._mps_kernel.node_table`'s tables, for sites of ``shapes``."""
+        dims = [(int(dl), int(dr)) for dl, _, dr in shapes]
+
+        def op(letter):
+            if letter == "I":
+                return 0, _LOCAL["I"]
+            return (1 if letter in "Z01" else 2), _LOCAL[letter]
+
+        nodes, ops, pairs, size = _mps_kernel.node_table(self.p.n, dims, self.p.left_levels, self.p.right_levels,
+                                                        self.p.pairs, op)
+        rd = np.dtype(str(self.rdtype).replace("torch.", ""))
+        return nodes, ops.astype(rd), pairs, np.asarray(self.p.signs, dtype=rd), size
+
+
+class _KernelReadout(torch.autograd.Function):
+    """:meth:`MPSRunner._readout` in the compiled kernels: ``flat (b, S)`` (the sites packed
+    one after the other) -> ``(b, K)``; the backward is the kernels' too (CPU)."""
+
+    @staticmethod
+    def forward(ctx, flat, table):
+        nodes, ops, pairs, signs, size = table
+        if flat.shape[1] != size:
+            raise RuntimeError(f"MPS readout: the sites hold {flat.shape[1]} values; the kernels' table expects {size}")
+        a = torch.view_as_real(flat.detach()).permute(2, 1, 0).contiguous().numpy()  # (2, S, b)
+        out, Er, Ei = _mps_kernel.readout_forward(a[0], a[1], nodes, ops, pairs, signs)
+        ctx.table, ctx.saved = table, (a, Er, Ei)
+        return torch.from_numpy(out).T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, G):
+        nodes, ops, pairs, signs, _ = ctx.table
+        a, Er, Ei = ctx.saved
+        g = np.ascontiguousarray(G.detach().numpy().T)
+        gr, gi = _mps_kernel.readout_backward(g, a[0], a[1], nodes, ops, pairs, signs, Er, Ei)
+        return torch.complex(torch.from_numpy(gr), torch.from_numpy(gi)).T, None
 
 
 def _sweep(E, A, levels):

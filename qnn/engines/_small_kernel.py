@@ -53,9 +53,10 @@ def _kernels():
 
 def compile_kernels(dtypes=("float32", "float64")) -> bool:
     """Compile the kernels now for real ``dtypes`` (each with its complex twin), so that a
-    first run does not wait for them: about 10-20 s per dtype, once per machine (numba keeps
-    them on disk, beside this module or in the user's cache).  False where numba is
-    unavailable (the numpy twin runs instead).
+    first run does not wait for them: the small path's and the MPS readout's
+    (:mod:`._mps_kernel`), about 25-35 s per dtype, once per machine (numba keeps them on
+    disk, beside these modules or in the user's cache).  False where numba is unavailable
+    (the numpy twin and the torch readout run instead).
 
     Example:
         >>> from qnn.engines import compile_kernels
@@ -65,6 +66,8 @@ def compile_kernels(dtypes=("float32", "float64")) -> bool:
         ValueError: compile_kernels: dtypes must be 'float32' or 'float64'; got 'float16'
     """
     import numpy as np
+
+    from qnn.engines import _mps_kernel
 
     bad = [name for name in dtypes if str(name) not in ("float32", "float64")]
     if bad:
@@ -86,6 +89,7 @@ def compile_kernels(dtypes=("float32", "float64")) -> bool:
         out, *saved = u_forward(gates, ops, perm, phase, S, psi)
         u_backward(np.ones((1, B, n), rd), S, saved + [psi], gates, ops, perm, phase, np.ones((2, 2), rd),
                    np.ones((n, n), rd), True, True, n)
+        _mps_kernel.warm(rd)  # the MPS path's readout
     return True
 
 

@@ -84,7 +84,7 @@ from qnn.circuit import Circuit
 from qnn.engines import Engine
 from qnn.engines._amplitude import amplitude_states
 from qnn.engines._convert import validate_many_args, validate_run_args
-from qnn.engines._mps import MPSProgram, MPSRunner, why_not as _mps_why_not
+from qnn.engines._mps import MPSProgram, MPSRunner, kernel_readout, why_not as _mps_why_not
 from qnn.engines._torch_small import SmallRunner
 from qnn.engines._workspace import Workspace
 from qnn.pauli import pauli_exp_matrix
@@ -1075,10 +1075,10 @@ class TorchEngine(Engine):
     #: largest register for the small path's state variant (CPU, ``2**n >= B``)
     small_state_max_qubits = 12
     #: smallest register for the automatic ``mps`` path, which also needs its time model to
-    #: beat the state vector's (measured on 2 CPU cores, two strongly entangling layers,
-    #: B=256: ~7x slower than ``small`` at 8 qubits, 1.1x faster at 12 (``bench/bench_modes_ab.py
-    #: --n 8 --modes small mps``, ``--n 12``), 13-15x faster than ``blocked`` at 16, bench/README.md
-    #: rounds 3 and 4); 0 turns it off
+    #: beat the state vector's (two strongly entangling layers, B=256, one CPU core, readout in
+    #: the compiled kernels: ~4x slower than ``small`` at 8 qubits, 1.3x at 10, 1.3x faster at
+    #: 11, 2.1x at 12 (``bench/bench_modes_ab.py --n 12 --modes auto small mps``); 13-15x faster
+    #: than ``blocked`` at 16 with the torch readout, bench/README.md rounds 3, 4 and 6); 0 turns it off
     mps_min_qubits = 10
     #: widest bond for the automatic ``mps`` path
     mps_max_bond = 16
@@ -1356,13 +1356,16 @@ class TorchEngine(Engine):
         if self.mps_min_qubits and n >= self.mps_min_qubits:
             prog = self._mps_program(circuit, plan)
             # the MPS path while its bonds stay narrow (deep or all-to-all circuits saturate
-            # them) and its time model beats a state vector's: per wire ~2.5 ms of op overhead
-            # (forward + backward) plus its arithmetic, against one state sweep per wire, both
-            # at ~5 ns per complex multiply-add (measured on 2 CPU cores, B=256)
-            if (prog is not None and prog.max_bond <= self.mps_max_bond
-                    and 2.5e-3 * n + 5e-9 * batch * prog.flops < 5e-9 * batch * n * 2**n
-                    and self.estimate_bytes(circuit, batch, "mps", cdtype) <= self._limit(device)):
-                return "mps"
+            # them) and its time model beats a state vector's: per wire ~1.3 ms of op overhead
+            # (forward + backward; 2.5 ms with the readout in torch instead of the compiled
+            # kernels) plus its arithmetic, against one state sweep per wire, both at ~5 ns per
+            # complex multiply-add (fitted on one CPU core to n = 10-16 at B=256 and n = 10 at
+            # B=2048, bench/bench_modes_ab.py)
+            if prog is not None and prog.max_bond <= self.mps_max_bond:
+                per_wire = 1.3e-3 if kernel_readout(device, MPSRunner.use_kernel) else 2.5e-3
+                if (per_wire * n + 5e-9 * batch * prog.flops < 5e-9 * batch * n * 2**n
+                        and self.estimate_bytes(circuit, batch, "mps", cdtype) <= self._limit(device)):
+                    return "mps"
         if _small_ok(plan) and n <= self.small_max_qubits and 2**n <= 2 * batch:
             return "small"
         # larger registers: the small path's numpy twin on the states (CPU, 2**n >= B, the

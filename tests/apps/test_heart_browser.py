@@ -78,6 +78,23 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+def _stale(element) -> bool:
+    """Whether ``element`` left the document: selenium's ``staleness_of``, also when Chrome
+    answers a query on a node of the page being replaced with "does not belong to the document"
+    instead of a stale-element error (seen once in CI-like runs)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return True
+        raise
+    return False
+
+
 def _fill(driver, values: dict, level: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -90,14 +107,13 @@ def _fill(driver, values: dict, level: str) -> None:
             el.clear()
             el.send_keys(str(value))
     Select(driver.find_element(By.ID, "level")).select_by_value(level)
-    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     old_page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.ID, "submit").click()
     # the form posts and the server renders a new page: wait until the old one is gone and the new
     # one has loaded (reading elements right after the click raced with the navigation)
-    WebDriverWait(driver, 120).until(EC.staleness_of(old_page))
+    WebDriverWait(driver, 120).until(lambda d: _stale(old_page))
     WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 

@@ -1,7 +1,8 @@
 """The torch engine's exact MPS path (``mode="mps"``, :mod:`qnn.engines._mps`) against the
 dense reference and the one-op-per-gate path: values and gradients on random circuits of one-
 and two-qubit gates, the folding of trailing gates into the readout, the exact bond bound,
-the auto choice and its clear errors."""
+the auto choice and its clear errors.  Every test runs twice: with the readout in the compiled
+kernels (``_mps_kernel``, where numba is available: CI installs it) and in torch."""
 
 from __future__ import annotations
 
@@ -14,9 +15,18 @@ import torch
 from test_torch_engine import _data, _run_grad, reference
 
 from qnn import Circuit, Param, angle_embedding, strongly_entangling_layers
-from qnn.engines._mps import MPSProgram, why_not
+from qnn.engines._mps import MPSProgram, MPSRunner, why_not
 from qnn.engines.torch_engine import TorchEngine
 from qnn.testing import builder_circuit, random_circuit
+
+
+@pytest.fixture(autouse=True, params=["kernel", "torch"])
+def readout(request, monkeypatch):
+    """The readout in the compiled kernels, or in torch (the kernels' reference)."""
+    if request.param == "kernel":
+        pytest.importorskip("numba")
+    monkeypatch.setattr(MPSRunner, "use_kernel", request.param == "kernel")
+    return request.param
 
 
 def _check(c, seed, dtype=torch.float64, atol=1e-10, B=3):

@@ -13,6 +13,7 @@ import torch
 
 from qnn.circuit import GATES, Circuit, Param, amplitude_embedding, angle_embedding, strongly_entangling_layers
 from qnn.engines import get_engine
+from qnn.engines._mps import MPSRunner, kernel_readout
 from qnn.engines._mps import why_not as mps_why_not
 from qnn.engines.torch_engine import MODES, MemoryLimitError, TorchEngine
 from qnn.testing import BUILDER_KINDS, builder_circuit, random_circuit
@@ -479,6 +480,19 @@ def test_auto_mode_choice_and_plan_cache():
     assert eng.choose_mode(cx, 256) == "unitary"
     assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 256) == "small"  # its state variant
     assert eng.choose_mode(builder_circuit("strongly_entangling", 10), 2048) == "blocked"
+    # two layers of range 1 at 11 qubits: the MPS path with its compiled readout (measured on one
+    # core, bench_modes_ab.py --n 11 --modes small mps: 26.8 ms against small's 33.9 ms), the
+    # state vector with the torch readout
+    c11 = Circuit(11)
+    angle_embedding(c11, rotation="Y")
+    strongly_entangling_layers(c11, 2, ranges=[1, 1])
+    c11.measure_z()
+    assert eng.choose_mode(c11, 256) == ("mps" if kernel_readout("cpu") else "small")  # numba: CI installs it
+    old, MPSRunner.use_kernel = MPSRunner.use_kernel, False
+    try:
+        assert eng.choose_mode(c11, 256) == "small"
+    finally:
+        MPSRunner.use_kernel = old
     assert eng.choose_mode(builder_circuit("strongly_entangling", 14), 256) == "mps"  # shallow: narrow bonds
     assert eng.choose_mode(builder_circuit("strongly_entangling", 16), 512) == "mps"
     sv = TorchEngine()  # the state-vector paths' choice

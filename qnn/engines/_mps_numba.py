@@ -1,0 +1,188 @@
+"""The jitted code of :mod:`._mps_kernel` (imported only where numba is available; module-level
+functions, so that numba's disk cache holds them and the calls between them)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+PARENT, OFF, SL, SS, SR, DL, DR, KIND = range(8)  # the node table's columns (._mps_kernel)
+
+jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+
+
+@jit
+def xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi):
+    """``X = E_parent T`` and ``Y = P X`` of node ``i``."""
+    par, off, sl, ss, sr, dl, dr, kind = nodes[i]
+    B = Ar.shape[1]
+    for lp in range(dl):
+        for s in range(2):
+            for r in range(dr):
+                xr, xi = Xr[lp, s, r], Xi[lp, s, r]
+                xr[:] = 0
+                xi[:] = 0
+                for m in range(dl):
+                    er, ei = Er[par, lp, m], Ei[par, lp, m]
+                    t = off + m * sl + s * ss + r * sr
+                    tr, ti = Ar[t], Ai[t]
+                    for b in range(B):
+                        xr[b] += er[b] * tr[b] - ei[b] * ti[b]
+                        xi[b] += er[b] * ti[b] + ei[b] * tr[b]
+    for lp in range(dl):
+        for r in range(dr):
+            if kind == 0:
+                for s in range(2):
+                    Yr[lp, s, r] = Xr[lp, s, r]
+                    Yi[lp, s, r] = Xi[lp, s, r]
+            elif kind == 1:
+                for s in range(2):
+                    f = ops[i, 0, s, s]
+                    for b in range(B):
+                        Yr[lp, s, r, b] = f * Xr[lp, s, r, b]
+                        Yi[lp, s, r, b] = f * Xi[lp, s, r, b]
+            else:
+                for s in range(2):
+                    pr0, pi0 = ops[i, 0, s, 0], ops[i, 1, s, 0]
+                    pr1, pi1 = ops[i, 0, s, 1], ops[i, 1, s, 1]
+                    x0r, x0i, x1r, x1i = Xr[lp, 0, r], Xi[lp, 0, r], Xr[lp, 1, r], Xi[lp, 1, r]
+                    yr, yi = Yr[lp, s, r], Yi[lp, s, r]
+                    for b in range(B):
+                        yr[b] = pr0 * x0r[b] - pi0 * x0i[b] + pr1 * x1r[b] - pi1 * x1i[b]
+                        yi[b] = pr0 * x0i[b] + pi0 * x0r[b] + pr1 * x1i[b] + pi1 * x1r[b]
+
+@jit
+def scratch(nodes, B, dt):
+    D = max(1, nodes[:, DL].max(), nodes[:, DR].max())
+    return np.empty((D, 2, D, B), dt)
+
+@jit
+def forward(Ar, Ai, nodes, ops, pairs, signs):
+    B = Ar.shape[1]
+    N = nodes.shape[0]
+    D = max(1, nodes[:, DL].max(), nodes[:, DR].max())
+    Er = np.zeros((N, D, D, B), Ar.dtype)
+    Ei = np.zeros((N, D, D, B), Ar.dtype)
+    Xr, Xi, Yr, Yi = (scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype),
+                      scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype))
+    for i in range(N):
+        par, off, sl, ss, sr, dl, dr, kind = nodes[i]
+        if par < 0:
+            Er[i, 0, 0] = 1
+            continue
+        xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi)
+        for rp in range(dr):
+            for r in range(dr):
+                er, ei = Er[i, rp, r], Ei[i, rp, r]
+                for lp in range(dl):
+                    for s in range(2):
+                        t = off + lp * sl + s * ss + rp * sr
+                        tr, ti = Ar[t], Ai[t]
+                        yr, yi = Yr[lp, s, r], Yi[lp, s, r]
+                        for b in range(B):  # conj(T) Y
+                            er[b] += tr[b] * yr[b] + ti[b] * yi[b]
+                            ei[b] += tr[b] * yi[b] - ti[b] * yr[b]
+    J = pairs.shape[0]
+    out = np.zeros((J, B), Ar.dtype)
+    for j in range(J):
+        a, c = pairs[j, 0], pairs[j, 1]
+        d = nodes[a, DR]
+        o = out[j]
+        for p in range(d):
+            for q in range(d):
+                lr, li, rr, ri = Er[a, p, q], Ei[a, p, q], Er[c, p, q], Ei[c, p, q]
+                for b in range(B):
+                    o[b] += lr[b] * rr[b] - li[b] * ri[b]
+        o *= signs[j]
+    return out, Er, Ei
+
+@jit
+def backward(g, Ar, Ai, nodes, ops, pairs, signs, Er, Ei):
+    S, B = Ar.shape
+    N = nodes.shape[0]
+    D = Er.shape[1]
+    Gr = np.zeros((N, D, D, B), Ar.dtype)
+    Gi = np.zeros((N, D, D, B), Ar.dtype)
+    gAr = np.zeros((S, B), Ar.dtype)
+    gAi = np.zeros((S, B), Ar.dtype)
+    Xr, Xi, Yr, Yi = (scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype),
+                      scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype))
+    Wr, Wi = scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype)
+    gb = np.empty(B, Ar.dtype)
+    for j in range(pairs.shape[0]):  # out = sign Re sum L R: dL = g sign conj(R), dR = g sign conj(L)
+        a, c = pairs[j, 0], pairs[j, 1]
+        d = nodes[a, DR]
+        for b in range(B):
+            gb[b] = g[j, b] * signs[j]
+        for p in range(d):
+            for q in range(d):
+                lr, li, rr, ri = Er[a, p, q], Ei[a, p, q], Er[c, p, q], Ei[c, p, q]
+                glr, gli, grr, gri = Gr[a, p, q], Gi[a, p, q], Gr[c, p, q], Gi[c, p, q]
+                for b in range(B):
+                    glr[b] += gb[b] * rr[b]
+                    gli[b] -= gb[b] * ri[b]
+                    grr[b] += gb[b] * lr[b]
+                    gri[b] -= gb[b] * li[b]
+    for i in range(N - 1, -1, -1):
+        par, off, sl, ss, sr, dl, dr, kind = nodes[i]
+        if par < 0:
+            continue
+        xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi)
+        # the bra: dT[l', s, r'] += sum_r conj(G[r', r]) Y[l', s, r]
+        # and W[l', s, r] = sum_{r'} T[l', s, r'] G[r', r]
+        for lp in range(dl):
+            for s in range(2):
+                for r in range(dr):
+                    Wr[lp, s, r] = 0
+                    Wi[lp, s, r] = 0
+                for rp in range(dr):
+                    t = off + lp * sl + s * ss + rp * sr
+                    tr, ti, gtr, gti = Ar[t], Ai[t], gAr[t], gAi[t]
+                    for r in range(dr):
+                        gr, gi = Gr[i, rp, r], Gi[i, rp, r]
+                        yr, yi = Yr[lp, s, r], Yi[lp, s, r]
+                        wr, wi = Wr[lp, s, r], Wi[lp, s, r]
+                        for b in range(B):
+                            gtr[b] += gr[b] * yr[b] + gi[b] * yi[b]
+                            gti[b] += gr[b] * yi[b] - gi[b] * yr[b]
+                            wr[b] += tr[b] * gr[b] - ti[b] * gi[b]
+                            wi[b] += tr[b] * gi[b] + ti[b] * gr[b]
+        # Z = P^H W on s (into X's storage): Z[l', s, r] = sum_{s'} conj(P[s', s]) W[l', s', r]
+        for lp in range(dl):
+            for r in range(dr):
+                if kind == 0:
+                    for s in range(2):
+                        Xr[lp, s, r] = Wr[lp, s, r]
+                        Xi[lp, s, r] = Wi[lp, s, r]
+                elif kind == 1:
+                    for s in range(2):
+                        f = ops[i, 0, s, s]
+                        for b in range(B):
+                            Xr[lp, s, r, b] = f * Wr[lp, s, r, b]
+                            Xi[lp, s, r, b] = f * Wi[lp, s, r, b]
+                else:
+                    for s in range(2):
+                        pr0, pi0 = ops[i, 0, 0, s], -ops[i, 1, 0, s]
+                        pr1, pi1 = ops[i, 0, 1, s], -ops[i, 1, 1, s]
+                        w0r, w0i, w1r, w1i = Wr[lp, 0, r], Wi[lp, 0, r], Wr[lp, 1, r], Wi[lp, 1, r]
+                        zr, zi = Xr[lp, s, r], Xi[lp, s, r]
+                        for b in range(B):
+                            zr[b] = pr0 * w0r[b] - pi0 * w0i[b] + pr1 * w1r[b] - pi1 * w1i[b]
+                            zi[b] = pr0 * w0i[b] + pi0 * w0r[b] + pr1 * w1i[b] + pi1 * w1r[b]
+        # dE[l', l] += sum_{s, r} Z[l', s, r] conj(T[l, s, r]);
+        # the ket: dT[l, s, r] += sum_{l'} conj(E[l', l]) Z[l', s, r]
+        for m in range(dl):
+            for s in range(2):
+                for r in range(dr):
+                    t = off + m * sl + s * ss + r * sr
+                    tr, ti, gtr, gti = Ar[t], Ai[t], gAr[t], gAi[t]
+                    for lp in range(dl):
+                        zr, zi = Xr[lp, s, r], Xi[lp, s, r]
+                        er, ei = Er[par, lp, m], Ei[par, lp, m]
+                        ger, gei = Gr[par, lp, m], Gi[par, lp, m]
+                        for b in range(B):
+                            ger[b] += zr[b] * tr[b] + zi[b] * ti[b]
+                            gei[b] += zi[b] * tr[b] - zr[b] * ti[b]
+                            gtr[b] += er[b] * zr[b] + ei[b] * zi[b]
+                            gti[b] += er[b] * zi[b] - ei[b] * zr[b]
+    return gAr, gAi
