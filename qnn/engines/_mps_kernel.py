@@ -48,8 +48,9 @@ def node_table(n, dims, left_levels, right_levels, pairs, letters_op):
     shapes ``dims[w] = (D_l, D_r)`` packed one after the other (``(D_l, 2, D_r)`` each, C order).
 
     ``letters_op(letter) -> (kind, P)``: kind 0 (the identity), 1 (diagonal: ``P[s, s]``
-    real) or 2 (a general ``2 x 2``).  Returns ``nodes (N, 8)`` int64 (columns: parent, offset of the site, strides of
-    ``l``, ``s``, ``r``, ``D_l``, ``D_r``, kind; a root has parent -1 and one-dimensional bonds),
+    real) or 2 (a general ``2 x 2``).  Returns ``nodes (N, 9)`` int64 (columns: parent, offset of the site, strides of
+    ``l``, ``s``, ``r``, ``D_l``, ``D_r``, kind, offset of the node's environment among all
+    nodes' ``(D_r, D_r)`` environments, packed; a root has parent -1 and one-dimensional bonds),
     ``ops (N, 2, 2, 2)`` (real and imaginary planes of ``P``), ``pairs (J, 2)`` (each word's
     left and right node) and the packed size."""
     offs, size = [], 0
@@ -58,9 +59,12 @@ def node_table(n, dims, left_levels, right_levels, pairs, letters_op):
         size += dl * 2 * dr
     rows, ops = [], []
 
+    env = [0]  # the next environment's offset: node i's (D_r, D_r) environment is packed too
+
     def add(parent, off, sl, ss, sr, dl, dr, letter):
         kind, P = (0, np.eye(2)) if letter is None else letters_op(letter)
-        rows.append((parent, off, sl, ss, sr, dl, dr, kind))
+        rows.append((parent, off, sl, ss, sr, dl, dr, kind, env[0]))
+        env[0] += dr * dr
         P = np.asarray(P, dtype=np.complex128)
         ops.append(np.stack([P.real, P.imag]))
         return len(rows) - 1
@@ -84,12 +88,12 @@ def node_table(n, dims, left_levels, right_levels, pairs, letters_op):
             level_ids = cur
             ids[side].append(level_ids)
     pair_rows = [(ids["L"][w][li], ids["R"][n - w][ri]) for w, li, ri in pairs]
-    return (np.array(rows, dtype=np.int64).reshape(-1, 8), np.array(ops), np.array(pair_rows, dtype=np.int64).reshape(-1, 2), size)
+    return (np.array(rows, dtype=np.int64).reshape(-1, 9), np.array(ops), np.array(pair_rows, dtype=np.int64).reshape(-1, 2), size)
 
 
 def readout_forward(Ar, Ai, nodes, ops, pairs, signs):
-    """``Ar, Ai (S, B)``: the packed sites' planes -> ``out (J, B)`` and the environments
-    ``Er, Ei (N, D, D, B)`` that :func:`readout_backward` needs (``ops`` and ``signs`` in the
+    """``Ar, Ai (S, B)``: the packed sites' planes -> ``out (J, B)`` and the packed
+    environments ``Er, Ei (sum_i D_r,i^2, B)`` that :func:`readout_backward` needs (``ops`` and ``signs`` in the
     sites' dtype)."""
     return _kernels().forward(Ar, Ai, nodes, ops, pairs, signs)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-PARENT, OFF, SL, SS, SR, DL, DR, KIND = range(8)  # the node table's columns (._mps_kernel)
+PARENT, OFF, SL, SS, SR, DL, DR, KIND, EOFF = range(9)  # the node table's columns (._mps_kernel)
 
 jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 
@@ -14,7 +14,8 @@ jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 @jit
 def xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi):
     """``X = E_parent T`` and ``Y = P X`` of node ``i``."""
-    par, off, sl, ss, sr, dl, dr, kind = nodes[i]
+    par, off, sl, ss, sr, dl, dr, kind, _ = nodes[i]
+    pe = nodes[par, EOFF]
     B = Ar.shape[1]
     for lp in range(dl):
         for s in range(2):
@@ -23,7 +24,7 @@ def xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi):
                 xr[:] = 0
                 xi[:] = 0
                 for m in range(dl):
-                    er, ei = Er[par, lp, m], Ei[par, lp, m]
+                    er, ei = Er[pe + lp * dl + m], Ei[pe + lp * dl + m]
                     t = off + m * sl + s * ss + r * sr
                     tr, ti = Ar[t], Ai[t]
                     for b in range(B):
@@ -51,29 +52,33 @@ def xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi):
                         yr[b] = pr0 * x0r[b] - pi0 * x0i[b] + pr1 * x1r[b] - pi1 * x1i[b]
                         yi[b] = pr0 * x0i[b] + pi0 * x0r[b] + pr1 * x1i[b] + pi1 * x1r[b]
 
+
 @jit
 def scratch(nodes, B, dt):
+    """A ``(D, 2, D, B)`` work array for the widest bond ``D``."""
     D = max(1, nodes[:, DL].max(), nodes[:, DR].max())
     return np.empty((D, 2, D, B), dt)
 
+
 @jit
 def forward(Ar, Ai, nodes, ops, pairs, signs):
+    """:func:`._mps_kernel.readout_forward`: the nodes' environments in table order, then the words."""
     B = Ar.shape[1]
     N = nodes.shape[0]
-    D = max(1, nodes[:, DL].max(), nodes[:, DR].max())
-    Er = np.zeros((N, D, D, B), Ar.dtype)
-    Ei = np.zeros((N, D, D, B), Ar.dtype)
+    size = nodes[N - 1, EOFF] + nodes[N - 1, DR] ** 2
+    Er = np.zeros((size, B), Ar.dtype)
+    Ei = np.zeros((size, B), Ar.dtype)
     Xr, Xi, Yr, Yi = (scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype),
                       scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype))
     for i in range(N):
-        par, off, sl, ss, sr, dl, dr, kind = nodes[i]
+        par, off, sl, ss, sr, dl, dr, kind, e = nodes[i]
         if par < 0:
-            Er[i, 0, 0] = 1
+            Er[e] = 1
             continue
         xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi)
         for rp in range(dr):
             for r in range(dr):
-                er, ei = Er[i, rp, r], Ei[i, rp, r]
+                er, ei = Er[e + rp * dr + r], Ei[e + rp * dr + r]
                 for lp in range(dl):
                     for s in range(2):
                         t = off + lp * sl + s * ss + rp * sr
@@ -85,24 +90,24 @@ def forward(Ar, Ai, nodes, ops, pairs, signs):
     J = pairs.shape[0]
     out = np.zeros((J, B), Ar.dtype)
     for j in range(J):
-        a, c = pairs[j, 0], pairs[j, 1]
-        d = nodes[a, DR]
+        a, c = nodes[pairs[j, 0], EOFF], nodes[pairs[j, 1], EOFF]
         o = out[j]
-        for p in range(d):
-            for q in range(d):
-                lr, li, rr, ri = Er[a, p, q], Ei[a, p, q], Er[c, p, q], Ei[c, p, q]
-                for b in range(B):
-                    o[b] += lr[b] * rr[b] - li[b] * ri[b]
+        for p in range(nodes[pairs[j, 0], DR] ** 2):
+            lr, li, rr, ri = Er[a + p], Ei[a + p], Er[c + p], Ei[c + p]
+            for b in range(B):
+                o[b] += lr[b] * rr[b] - li[b] * ri[b]
         o *= signs[j]
     return out, Er, Ei
 
+
 @jit
 def backward(g, Ar, Ai, nodes, ops, pairs, signs, Er, Ei):
+    """:func:`._mps_kernel.readout_backward`: the words' cotangent onto their environments, then
+    the nodes in reverse table order (children before parents) onto the sites and the parents."""
     S, B = Ar.shape
     N = nodes.shape[0]
-    D = Er.shape[1]
-    Gr = np.zeros((N, D, D, B), Ar.dtype)
-    Gi = np.zeros((N, D, D, B), Ar.dtype)
+    Gr = np.zeros(Er.shape, Ar.dtype)
+    Gi = np.zeros(Er.shape, Ar.dtype)
     gAr = np.zeros((S, B), Ar.dtype)
     gAi = np.zeros((S, B), Ar.dtype)
     Xr, Xi, Yr, Yi = (scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype),
@@ -110,23 +115,22 @@ def backward(g, Ar, Ai, nodes, ops, pairs, signs, Er, Ei):
     Wr, Wi = scratch(nodes, B, Ar.dtype), scratch(nodes, B, Ar.dtype)
     gb = np.empty(B, Ar.dtype)
     for j in range(pairs.shape[0]):  # out = sign Re sum L R: dL = g sign conj(R), dR = g sign conj(L)
-        a, c = pairs[j, 0], pairs[j, 1]
-        d = nodes[a, DR]
+        a, c = nodes[pairs[j, 0], EOFF], nodes[pairs[j, 1], EOFF]
         for b in range(B):
             gb[b] = g[j, b] * signs[j]
-        for p in range(d):
-            for q in range(d):
-                lr, li, rr, ri = Er[a, p, q], Ei[a, p, q], Er[c, p, q], Ei[c, p, q]
-                glr, gli, grr, gri = Gr[a, p, q], Gi[a, p, q], Gr[c, p, q], Gi[c, p, q]
-                for b in range(B):
-                    glr[b] += gb[b] * rr[b]
-                    gli[b] -= gb[b] * ri[b]
-                    grr[b] += gb[b] * lr[b]
-                    gri[b] -= gb[b] * li[b]
+        for p in range(nodes[pairs[j, 0], DR] ** 2):
+            lr, li, rr, ri = Er[a + p], Ei[a + p], Er[c + p], Ei[c + p]
+            glr, gli, grr, gri = Gr[a + p], Gi[a + p], Gr[c + p], Gi[c + p]
+            for b in range(B):
+                glr[b] += gb[b] * rr[b]
+                gli[b] -= gb[b] * ri[b]
+                grr[b] += gb[b] * lr[b]
+                gri[b] -= gb[b] * li[b]
     for i in range(N - 1, -1, -1):
-        par, off, sl, ss, sr, dl, dr, kind = nodes[i]
+        par, off, sl, ss, sr, dl, dr, kind, e = nodes[i]
         if par < 0:
             continue
+        pe = nodes[par, EOFF]
         xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi)
         # the bra: dT[l', s, r'] += sum_r conj(G[r', r]) Y[l', s, r]
         # and W[l', s, r] = sum_{r'} T[l', s, r'] G[r', r]
@@ -139,7 +143,7 @@ def backward(g, Ar, Ai, nodes, ops, pairs, signs, Er, Ei):
                     t = off + lp * sl + s * ss + rp * sr
                     tr, ti, gtr, gti = Ar[t], Ai[t], gAr[t], gAi[t]
                     for r in range(dr):
-                        gr, gi = Gr[i, rp, r], Gi[i, rp, r]
+                        gr, gi = Gr[e + rp * dr + r], Gi[e + rp * dr + r]
                         yr, yi = Yr[lp, s, r], Yi[lp, s, r]
                         wr, wi = Wr[lp, s, r], Wi[lp, s, r]
                         for b in range(B):
@@ -178,8 +182,8 @@ def backward(g, Ar, Ai, nodes, ops, pairs, signs, Er, Ei):
                     tr, ti, gtr, gti = Ar[t], Ai[t], gAr[t], gAi[t]
                     for lp in range(dl):
                         zr, zi = Xr[lp, s, r], Xi[lp, s, r]
-                        er, ei = Er[par, lp, m], Ei[par, lp, m]
-                        ger, gei = Gr[par, lp, m], Gi[par, lp, m]
+                        er, ei = Er[pe + lp * dl + m], Ei[pe + lp * dl + m]
+                        ger, gei = Gr[pe + lp * dl + m], Gi[pe + lp * dl + m]
                         for b in range(B):
                             ger[b] += zr[b] * tr[b] + zi[b] * ti[b]
                             gei[b] += zi[b] * tr[b] - zr[b] * ti[b]

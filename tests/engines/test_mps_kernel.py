@@ -121,6 +121,7 @@ def test_node_table_reads_right_sites_transposed():
     transposed (strides of r, s, l)."""
     nodes, ops, pairs, size = _mps_kernel.node_table(2, [(1, 2), (2, 1)], [([0], ["Z"])], [([0], ["X"])],
                                                      [(1, 0, 0)], lambda x: (1 if x == "Z" else 2, np.eye(2)))
-    assert size == 8 and nodes.shape == (4, 8) and pairs.tolist() == [[1, 3]]
-    assert nodes[1].tolist() == [0, 0, 4, 2, 1, 1, 2, 1]  # parent, offset, strides l s r, D_l, D_r, kind
-    assert nodes[3].tolist() == [2, 4, 1, 1, 2, 1, 2, 2]
+    assert size == 8 and nodes.shape == (4, 9) and pairs.tolist() == [[1, 3]]
+    # parent, offset, strides l s r, D_l, D_r, kind, environment offset (the roots' are 1 x 1)
+    assert nodes[1].tolist() == [0, 0, 4, 2, 1, 1, 2, 1, 1]
+    assert nodes[3].tolist() == [2, 4, 1, 1, 2, 1, 2, 2, 6]
