@@ -22,14 +22,18 @@ touches the wire) and never truncates, so it is *exact*: the bond dimensions onl
 * the readout (Pauli words and ``probs`` projectors) shares work between words: each word is
   split at a bond into a prefix and a suffix, whose environments ``E (b, K, D_bra, D_ket)``
   grow as two tries from the ends, ``E' = sum E[l', l] A[l, s, r] P[s', s] conj(A[l', s',
-  r'])`` per wire; a word is its two environments contracted at the split.
+  r'])`` per wire; a word is its two environments contracted at the split.  On the CPU with
+  numba the readout and its backward run in two compiled calls (:mod:`._mps_kernel`, batch
+  last), instead of ~130 batched products of tiny matrices that torch runs one BLAS call per
+  sample; the torch readout (:meth:`MPSRunner._readout`'s other branch) is their reference.
 
-Everything is plain torch ops, differentiated by autograd.  The cost is polynomial in ``n``
-and in the bond dimensions (:attr:`MPSProgram.flops`; two strongly entangling layers at 16
-qubits: ~14k complex multiply-adds per sample, ~80x fewer than one state sweep per wire), but
-at a few qubits its few hundred small ops cost more than a state vector; deep or all-to-all
-circuits saturate the bonds.  The engine's ``auto`` weighs both.  The slow references are
-the dense reference and the one-op-per-gate path (``tests/engines/test_mps.py``).
+The state's tensors are plain torch ops, differentiated by autograd.  The cost is polynomial
+in ``n`` and in the bond dimensions (:attr:`MPSProgram.flops`; two strongly entangling layers
+at 16 qubits: ~14k complex multiply-adds per sample, ~80x fewer than one state sweep per
+wire), but at a few qubits its few hundred small ops cost more than a state vector; deep or
+all-to-all circuits saturate the bonds.  The engine's ``auto`` weighs both.  The slow
+references are the dense reference and the one-op-per-gate path (``tests/engines/test_mps.py``,
+with either readout).
 """
 
 from __future__ import annotations
