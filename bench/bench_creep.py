@@ -278,6 +278,9 @@ def main():
                         "load_after": os.getloadavg()}
         print(f"epoch ({args.epoch_threads} threads): {nb} batches in {wall:.1f} s (cpu {cpu:.1f} s) -> "
               f"{per_epoch:.1f} s per 60,000-image epoch; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    from qnn.training import run_record
+
+    res["run"] = run_record(["python", *sys.argv])  # git commit, packages, command
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
     print("wrote", args.out)

@@ -142,9 +142,12 @@ def main(argv=None) -> list[dict]:
             else:
                 print(f"k={k} B={B} layers={layers} P={r['P']:3d}  {r['system']:42s} primitive calls "
                       f"{r['primitive_calls']:4d}  PUBs {r['pubs']:4d}  circuits {r['circuits']:6d}", flush=True)
+    from qnn.training import run_record
+
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"rows": rows, "command": " ".join(["python"] + sys.argv)}, f, indent=1)
+        json.dump({"rows": rows, "command": " ".join(["python"] + sys.argv),
+                   "run": run_record(["python", *sys.argv])}, f, indent=1)
     return rows
 
 

@@ -746,6 +746,8 @@ def driver(args):
     print(f"\nload average (1, 5, 15 min): start {load0}, end {load1}; 1-min load seen by the workers {lo}; "
           f"threads={args.threads}; rounds={args.rounds}; B={args.batch}; "
           f"THP_MEM_ALLOC_ENABLE={'1' if args.thp else 'unset'}")
+    from qnn.training import run_record
+
     host = socket.gethostname()
     out = {
         "host": host, "platform": platform.platform(), "python": sys.version.split()[0], "workload": args.workload,
@@ -753,6 +755,7 @@ def driver(args):
         "load_end": load1, "worker_load1": [min(loads), max(loads)] if loads else None, "thp_mem_alloc": args.thp,
         "seconds": time.time() - t_start, "results": results, "records": records, "bandwidth": list(bws.values()),
         "table": table, "versions": versions(),
+        "run": run_record(["python", *sys.argv]),  # git commit, packages, command
     }
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     suffix = "" if args.workload == "layer" else f"_{args.workload}"

@@ -129,6 +129,9 @@ def main(argv=None):
         "machine": platform.machine(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    from qnn.training import run_record
+
+    res["run"] = run_record(["python", *sys.argv])  # git commit, packages, command
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if not k.endswith("_all")}, indent=1))

@@ -30,6 +30,14 @@ def xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi):
                     for b in range(B):
                         xr[b] += er[b] * tr[b] - ei[b] * ti[b]
                         xi[b] += er[b] * ti[b] + ei[b] * tr[b]
+    local(kind, ops[i], dl, dr, Xr, Xi, Yr, Yi, False)
+
+
+@jit
+def local(kind, P, dl, dr, Xr, Xi, Yr, Yi, adjoint):
+    """``Y[l', s', r] = sum_s Q[s', s] X[l', s, r]`` with ``Q = P`` or ``P^H`` (``adjoint``);
+    ``P (2, 2, 2)``: real and imaginary planes; kind 0 the identity, 1 real diagonal."""
+    B = Xr.shape[3]
     for lp in range(dl):
         for r in range(dr):
             if kind == 0:
@@ -38,19 +46,21 @@ def xy(i, nodes, ops, Ar, Ai, Er, Ei, Xr, Xi, Yr, Yi):
                     Yi[lp, s, r] = Xi[lp, s, r]
             elif kind == 1:
                 for s in range(2):
-                    f = ops[i, 0, s, s]
+                    f = P[0, s, s]
                     for b in range(B):
                         Yr[lp, s, r, b] = f * Xr[lp, s, r, b]
                         Yi[lp, s, r, b] = f * Xi[lp, s, r, b]
             else:
                 for s in range(2):
-                    pr0, pi0 = ops[i, 0, s, 0], ops[i, 1, s, 0]
-                    pr1, pi1 = ops[i, 0, s, 1], ops[i, 1, s, 1]
+                    if adjoint:  # Q[s, t] = conj(P[t, s])
+                        q0r, q0i, q1r, q1i = P[0, 0, s], -P[1, 0, s], P[0, 1, s], -P[1, 1, s]
+                    else:
+                        q0r, q0i, q1r, q1i = P[0, s, 0], P[1, s, 0], P[0, s, 1], P[1, s, 1]
                     x0r, x0i, x1r, x1i = Xr[lp, 0, r], Xi[lp, 0, r], Xr[lp, 1, r], Xi[lp, 1, r]
                     yr, yi = Yr[lp, s, r], Yi[lp, s, r]
                     for b in range(B):
-                        yr[b] = pr0 * x0r[b] - pi0 * x0i[b] + pr1 * x1r[b] - pi1 * x1i[b]
-                        yi[b] = pr0 * x0i[b] + pi0 * x0r[b] + pr1 * x1i[b] + pi1 * x1r[b]
+                        yr[b] = q0r * x0r[b] - q0i * x0i[b] + q1r * x1r[b] - q1i * x1i[b]
+                        yi[b] = q0r * x0i[b] + q0i * x0r[b] + q1r * x1i[b] + q1i * x1r[b]
 
 
 @jit
@@ -152,27 +162,7 @@ def backward(g, Ar, Ai, nodes, ops, pairs, signs, Er, Ei):
                             wr[b] += tr[b] * gr[b] - ti[b] * gi[b]
                             wi[b] += tr[b] * gi[b] + ti[b] * gr[b]
         # Z = P^H W on s (into X's storage): Z[l', s, r] = sum_{s'} conj(P[s', s]) W[l', s', r]
-        for lp in range(dl):
-            for r in range(dr):
-                if kind == 0:
-                    for s in range(2):
-                        Xr[lp, s, r] = Wr[lp, s, r]
-                        Xi[lp, s, r] = Wi[lp, s, r]
-                elif kind == 1:
-                    for s in range(2):
-                        f = ops[i, 0, s, s]
-                        for b in range(B):
-                            Xr[lp, s, r, b] = f * Wr[lp, s, r, b]
-                            Xi[lp, s, r, b] = f * Wi[lp, s, r, b]
-                else:
-                    for s in range(2):
-                        pr0, pi0 = ops[i, 0, 0, s], -ops[i, 1, 0, s]
-                        pr1, pi1 = ops[i, 0, 1, s], -ops[i, 1, 1, s]
-                        w0r, w0i, w1r, w1i = Wr[lp, 0, r], Wi[lp, 0, r], Wr[lp, 1, r], Wi[lp, 1, r]
-                        zr, zi = Xr[lp, s, r], Xi[lp, s, r]
-                        for b in range(B):
-                            zr[b] = pr0 * w0r[b] - pi0 * w0i[b] + pr1 * w1r[b] - pi1 * w1i[b]
-                            zi[b] = pr0 * w0i[b] + pi0 * w0r[b] + pr1 * w1i[b] + pi1 * w1r[b]
+        local(kind, ops[i], dl, dr, Wr, Wi, Xr, Xi, True)
         # dE[l', l] += sum_{s, r} Z[l', s, r] conj(T[l, s, r]);
         # the ket: dT[l, s, r] += sum_{l'} conj(E[l', l]) Z[l', s, r]
         for m in range(dl):

@@ -18,4 +18,7 @@ def test_qnn_step_is_one_job_and_qiskit_ml_needs_two_calls_per_circuit(tmp_path)
     assert ours["primitive_calls"] == 1 and ours["estimate_jobs"] == 1
     assert ours["circuits"] == ours["estimate_circuits"]
     assert theirs["primitive_calls"] == 2 * 2
-    assert (tmp_path / "calls.json").stat().st_size > 0
+    import json
+
+    saved = json.loads((tmp_path / "calls.json").read_text())
+    assert saved["rows"] == rows and "git_commit" in saved["run"] and "torch" in saved["run"]["packages"]
