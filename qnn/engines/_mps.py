@@ -438,7 +438,6 @@ class MPSRunner:
         out = torch.stack(cols, -1).real * self.signs
         return out.expand(B, -1) if out.shape[0] != B else out
 
-
     def _kernel_table(self, shapes):
         """The tries as :func:`._mps_kernel.node_table`'s tables, for sites of ``shapes``."""
         dims = [(int(dl), int(dr)) for dl, _, dr in shapes]

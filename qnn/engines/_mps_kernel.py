@@ -1,6 +1,7 @@
 """Compiled (numba) kernels of the MPS path's readout: both environment tries, every word and
 their backward in one call each, batch last, instead of about 130 batched products of tiny
-(at most ``16 x 16``) matrices per pass, which torch runs one BLAS call per sample.
+(bond-sized: 4 x 4 to 8 x 8 for two strongly entangling layers) matrices per pass at 12 qubits,
+which torch runs one BLAS call per sample.
 
 The arithmetic is :meth:`._mps.MPSRunner._readout`'s (the torch readout is the slow
 reference: ``tests/engines/test_mps.py``).  The tries' nodes are one table, parents before
@@ -48,17 +49,16 @@ def node_table(n, dims, left_levels, right_levels, pairs, letters_op):
     shapes ``dims[w] = (D_l, D_r)`` packed one after the other (``(D_l, 2, D_r)`` each, C order).
 
     ``letters_op(letter) -> (kind, P)``: kind 0 (the identity), 1 (diagonal: ``P[s, s]``
-    real) or 2 (a general ``2 x 2``).  Returns ``nodes (N, 9)`` int64 (columns: parent, offset of the site, strides of
-    ``l``, ``s``, ``r``, ``D_l``, ``D_r``, kind, offset of the node's environment among all
-    nodes' ``(D_r, D_r)`` environments, packed; a root has parent -1 and one-dimensional bonds),
-    ``ops (N, 2, 2, 2)`` (real and imaginary planes of ``P``), ``pairs (J, 2)`` (each word's
-    left and right node) and the packed size."""
+    real) or 2 (a general ``2 x 2``).  Returns ``nodes (N, 9)`` int64 (columns: parent,
+    offset of the site, strides of ``l``, ``s``, ``r``, ``D_l``, ``D_r``, kind, offset of the
+    node's ``(D_r, D_r)`` environment among all nodes' environments, packed; a root has parent
+    -1 and one-dimensional bonds), ``ops (N, 2, 2, 2)`` (real and imaginary planes of ``P``),
+    ``pairs (J, 2)`` (each word's left and right node) and the packed sites' size."""
     offs, size = [], 0
     for dl, dr in dims:
         offs.append(size)
         size += dl * 2 * dr
     rows, ops = [], []
-
     env = [0]  # the next environment's offset: node i's (D_r, D_r) environment is packed too
 
     def add(parent, off, sl, ss, sr, dl, dr, letter):
@@ -88,13 +88,14 @@ def node_table(n, dims, left_levels, right_levels, pairs, letters_op):
             level_ids = cur
             ids[side].append(level_ids)
     pair_rows = [(ids["L"][w][li], ids["R"][n - w][ri]) for w, li, ri in pairs]
-    return (np.array(rows, dtype=np.int64).reshape(-1, 9), np.array(ops), np.array(pair_rows, dtype=np.int64).reshape(-1, 2), size)
+    nodes = np.array(rows, dtype=np.int64).reshape(-1, 9)
+    return nodes, np.array(ops), np.array(pair_rows, dtype=np.int64).reshape(-1, 2), size
 
 
 def readout_forward(Ar, Ai, nodes, ops, pairs, signs):
     """``Ar, Ai (S, B)``: the packed sites' planes -> ``out (J, B)`` and the packed
-    environments ``Er, Ei (sum_i D_r,i^2, B)`` that :func:`readout_backward` needs (``ops`` and ``signs`` in the
-    sites' dtype)."""
+    environments ``Er, Ei (sum_i D_r,i^2, B)`` that :func:`readout_backward` needs (``ops``
+    and ``signs`` in the sites' dtype)."""
     return _kernels().forward(Ar, Ai, nodes, ops, pairs, signs)
 
 
@@ -105,8 +106,8 @@ def readout_backward(g, Ar, Ai, nodes, ops, pairs, signs, Er, Ei):
 
 def warm(rd) -> None:
     """Compile both kernels for the real dtype ``rd`` (a two-site chain, one word)."""
-    nodes, ops, pairs, size = node_table(2, [(1, 2), (2, 1)], [([0], ["Z"]), ([0], ["X"])], [([0], ["Y"]), ([0], ["I"])],
-                                         [(1, 0, 0)], lambda x: (2, np.eye(2)))
+    nodes, ops, pairs, size = node_table(2, [(1, 2), (2, 1)], [([0], ["Z"]), ([0], ["X"])],
+                                         [([0], ["Y"]), ([0], ["I"])], [(1, 0, 0)], lambda x: (2, np.eye(2)))
     A, ops, signs = np.ones((size, 3), dtype=rd), ops.astype(rd), np.ones(1, dtype=rd)
     out, Er, Ei = readout_forward(A, A, nodes, ops, pairs, signs)
     readout_backward(np.ones_like(out), A, A, nodes, ops, pairs, signs, Er, Ei)
